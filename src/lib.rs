@@ -1,1 +1,15 @@
+//! ironlet: a hardening-first Kubernetes node agent.
+//!
+//! Data flows one way: sources produce desired pods, the pod manager keeps one worker per
+//! pod, workers act on the runtime over the CRI, and the PLEG turns runtime changes into
+//! events that wake workers. See ARCHITECTURE.md.
 
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod cri;
+pub mod crilog;
+pub mod metrics;
+pub mod pleg;
+pub mod pod;
+pub mod view;

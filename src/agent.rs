@@ -1,0 +1,130 @@
+//! The running agent: wires sources, the PLEG, the pod manager and the local view together
+//! from a validated `Config`, and runs until told to stop. Stopping leaves pods running.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::cri::{self, Cri};
+use crate::pleg::{EVENT_CAPACITY, Pleg, PlegHealth};
+use crate::pod::cri_config::NodeContext;
+use crate::pod::dns::{self, HostDns, NodeDns};
+use crate::pod::manager::Manager;
+use crate::pod::source::file::FileSource;
+use crate::pod::worker::WorkerContext;
+use crate::view::{self, AgentFacts};
+
+/// Reads the node's resolv.conf for pods that use the host's resolver.
+fn host_dns(path: Option<&Path>) -> HostDns {
+    let Some(path) = path else {
+        return HostDns::default();
+    };
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() <= dns::MAX_RESOLV_CONF_BYTES => {
+            dns::parse_resolv_conf(&String::from_utf8_lossy(&bytes))
+        }
+        Ok(_) => {
+            tracing::warn!(file = %path.display(), "resolvConf is larger than 64 KiB; ignored");
+            HostDns::default()
+        }
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "resolvConf unreadable; pods get no host DNS");
+            HostDns::default()
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let started_unix = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    std::fs::create_dir_all(&config.root_dir)
+        .map_err(|e| anyhow::anyhow!("--root-dir {}: {e}", config.root_dir.display()))?;
+    std::fs::create_dir_all(&config.pod_logs_dir)
+        .map_err(|e| anyhow::anyhow!("podLogsDir {}: {e}", config.pod_logs_dir.display()))?;
+
+    tokio::pin!(shutdown);
+    let cri = Cri::new(&config.runtime_endpoint, config.runtime_request_timeout);
+    let version = tokio::select! {
+        v = cri::handshake(&cri) => v,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before the runtime answered");
+            return Ok(());
+        }
+    };
+
+    let health = Arc::new(PlegHealth::default());
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let facts = AgentFacts {
+        node_name: config.node_name.clone(),
+        pod_logs_dir: config.pod_logs_dir.clone(),
+        runtime: format!("{} {}", version.runtime_name, version.runtime_version),
+        started,
+        started_unix,
+    };
+    let view_task = tokio::spawn(view::run_status_manager(
+        config.root_dir.clone(),
+        status_rx,
+        facts,
+        Arc::clone(&health),
+    ));
+
+    let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
+    let (pleg, snapshots) = Pleg::new(cri.clone(), event_tx, Arc::clone(&health));
+    let pleg_task = tokio::spawn(pleg.run());
+
+    let node = NodeContext {
+        node_name: config.node_name.clone(),
+        node_ip: config.node_ip.map(|ip| ip.to_string()),
+        pod_logs_dir: config.pod_logs_dir.clone(),
+        dns: NodeDns {
+            host: host_dns(config.resolv_conf.as_deref()),
+            cluster_dns: config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
+            cluster_domain: config.cluster_domain.clone(),
+        },
+    };
+    let ctx = Arc::new(WorkerContext {
+        cri,
+        node,
+        runtime_name: version.runtime_name.clone(),
+        snapshots,
+        status: status_tx,
+        sync_frequency: config.sync_frequency,
+    });
+
+    let (desired_tx, desired_rx) = mpsc::channel(16);
+    let source_task = match &config.static_pod_path {
+        Some(dir) => {
+            let source = FileSource::new(dir.clone(), config.node_name.clone());
+            tokio::spawn(source.run(config.file_check_frequency, desired_tx))
+        }
+        None => {
+            tracing::info!("no staticPodPath: no static pods");
+            // An empty desired set, so orphans are still found and terminated.
+            tokio::spawn(async move {
+                if desired_tx.send(Vec::new()).await.is_ok() {
+                    desired_tx.closed().await;
+                }
+            })
+        }
+    };
+    let manager_task = tokio::spawn(Manager::new(ctx).run(desired_rx, event_rx));
+
+    tracing::info!(node = %config.node_name, "ironlet running");
+    shutdown.await;
+    tracing::info!("stopping; running pods are left running");
+    source_task.abort();
+    manager_task.abort();
+    pleg_task.abort();
+    // Let the view write its last state.
+    let _ = tokio::time::timeout(Duration::from_secs(2), view_task).await;
+    Ok(())
+}

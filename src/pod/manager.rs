@@ -1,0 +1,180 @@
+//! Keeps exactly one worker per pod: starts workers for new desired pods, tells workers of
+//! pods no longer desired to terminate, forwards PLEG events, and terminates pods the
+//! runtime has that nobody wants (found at start, or left by a crash).
+//!
+//! A new version of a static pod (same name, new UID) starts only after the old version
+//! has fully terminated, as upstream does, so two never run at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::worker::{self, WorkerContext, WorkerHandle, WorkerMsg};
+use super::{DesiredPod, PodFullName, PodUid};
+use crate::pleg::PlegEvent;
+
+struct Entry {
+    handle: WorkerHandle,
+    full_name: Option<PodFullName>,
+    terminating: bool,
+}
+
+pub struct Manager {
+    ctx: Arc<WorkerContext>,
+    workers: HashMap<PodUid, Entry>,
+    finished_tx: mpsc::UnboundedSender<PodUid>,
+    finished_rx: mpsc::UnboundedReceiver<PodUid>,
+}
+
+impl Manager {
+    pub fn new(ctx: Arc<WorkerContext>) -> Self {
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+        Manager {
+            ctx,
+            workers: HashMap::new(),
+            finished_tx,
+            finished_rx,
+        }
+    }
+
+    /// Runs until the desired-state channel closes. Orphans are judged only after the first
+    /// desired set and the first relist are both in, so a restart adopts rather than kills.
+    pub async fn run(
+        mut self,
+        mut desired: mpsc::Receiver<Vec<DesiredPod>>,
+        mut events: mpsc::Receiver<PlegEvent>,
+    ) {
+        let Some(first) = desired.recv().await else {
+            return;
+        };
+        let mut snapshots = self.ctx.snapshots.clone();
+        if snapshots.wait_for(|s| s.generation > 0).await.is_err() {
+            return;
+        }
+        let wanted: HashSet<PodUid> = first.iter().map(|d| d.uid.clone()).collect();
+        self.sweep_orphans(&wanted);
+        self.apply(first);
+        loop {
+            tokio::select! {
+                set = desired.recv() => match set {
+                    Some(set) => self.apply(set),
+                    None => return,
+                },
+                Some(ev) = events.recv() => self.on_event(ev),
+                Some(uid) = self.finished_rx.recv() => {
+                    self.workers.remove(&uid);
+                }
+            }
+        }
+    }
+
+    /// Makes the workers follow a complete desired set.
+    fn apply(&mut self, set: Vec<DesiredPod>) {
+        let wanted: HashSet<PodUid> = set.iter().map(|d| d.uid.clone()).collect();
+        for (uid, entry) in &mut self.workers {
+            if !wanted.contains(uid) && !entry.terminating {
+                entry.terminating = true;
+                let _ = entry.handle.tx.send(WorkerMsg::Terminate(None));
+            }
+        }
+        for d in set {
+            if let Some(entry) = self.workers.get(&d.uid) {
+                if !entry.terminating {
+                    let _ = entry.handle.tx.send(WorkerMsg::Update(d));
+                }
+                continue;
+            }
+            let after: Vec<_> = self
+                .workers
+                .values()
+                .filter(|e| e.full_name.as_ref() == Some(&d.full_name))
+                .map(|e| e.handle.done.clone())
+                .collect();
+            let uid = d.uid.clone();
+            let full_name = d.full_name.clone();
+            tracing::info!(pod = %full_name, pod_uid = %uid, waits_for = after.len(), "adding pod");
+            let handle = worker::spawn(
+                Arc::clone(&self.ctx),
+                uid.clone(),
+                Some(d),
+                after,
+                self.finished_tx.clone(),
+            );
+            self.workers.insert(
+                uid,
+                Entry {
+                    handle,
+                    full_name: Some(full_name),
+                    terminating: false,
+                },
+            );
+        }
+    }
+
+    fn on_event(&mut self, ev: PlegEvent) {
+        if let Some(entry) = self.workers.get(&ev.uid) {
+            let _ = entry.handle.tx.send(WorkerMsg::Wake);
+            return;
+        }
+        let has_state = self
+            .ctx
+            .snapshots
+            .borrow()
+            .pods
+            .get(&ev.uid)
+            .is_some_and(|p| !p.is_empty());
+        if has_state {
+            self.spawn_orphan(ev.uid);
+        }
+    }
+
+    /// Pods the runtime has that are neither wanted nor already handled.
+    fn sweep_orphans(&mut self, wanted: &HashSet<PodUid>) {
+        let orphans: Vec<PodUid> = self
+            .ctx
+            .snapshots
+            .borrow()
+            .pods
+            .iter()
+            .filter(|(uid, p)| {
+                !p.is_empty() && !wanted.contains(*uid) && !self.workers.contains_key(*uid)
+            })
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in orphans {
+            self.spawn_orphan(uid);
+        }
+    }
+
+    /// Terminates a pod nobody wants. It keeps its name so a wanted pod of the same name
+    /// waits for it to be gone.
+    fn spawn_orphan(&mut self, uid: PodUid) {
+        let full_name = self
+            .ctx
+            .snapshots
+            .borrow()
+            .pods
+            .get(&uid)
+            .map(|p| PodFullName {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+            });
+        tracing::info!(pod_uid = %uid, "runtime has a pod no source wants: terminating it");
+        let handle = worker::spawn(
+            Arc::clone(&self.ctx),
+            uid.clone(),
+            None,
+            Vec::new(),
+            self.finished_tx.clone(),
+        );
+        self.workers.insert(
+            uid,
+            Entry {
+                handle,
+                full_name,
+                terminating: true,
+            },
+        );
+    }
+}

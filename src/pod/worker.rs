@@ -1,0 +1,510 @@
+//! One worker per pod: a task that serialises everything done to that pod. Each step reads
+//! the newest observed state, asks the pure lifecycle step for a plan, carries it out over
+//! the CRI, and reports the pod's status. It never reads another pod's state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use tokio::sync::{mpsc, watch};
+
+use super::cri_config::{self, NodeContext};
+use super::lifecycle::{self, Backoff, Desire, Plan, StartContainer, Waiting};
+use super::observed::{ObservedPod, SandboxState};
+use super::status::{self, StatusContext};
+use super::{DesiredPod, PodUid};
+use crate::cri::{Cri, CriError};
+use crate::pleg::Snapshot;
+
+/// Upstream's back-off after a failed pod sync (sandbox creation).
+const SYNC_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+/// Default grace for pods whose spec is unknown (orphans found at start).
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// Shared by all workers; read-only.
+pub struct WorkerContext {
+    pub cri: Cri,
+    pub node: NodeContext,
+    /// The runtime's name, used in container IDs (`containerd://...`).
+    pub runtime_name: String,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub status: mpsc::UnboundedSender<StatusUpdate>,
+    pub sync_frequency: Duration,
+}
+
+/// What workers tell the status manager.
+#[derive(Debug, Clone)]
+pub enum StatusUpdate {
+    Set(PodUid, Arc<Pod>),
+    Remove(PodUid),
+}
+
+/// What the manager tells a worker.
+#[derive(Debug)]
+pub enum WorkerMsg {
+    Update(DesiredPod),
+    /// Stop the pod; `None` uses the pod's own terminationGracePeriodSeconds.
+    Terminate(Option<Duration>),
+    /// The PLEG saw something change.
+    Wake,
+}
+
+pub struct WorkerHandle {
+    pub tx: mpsc::UnboundedSender<WorkerMsg>,
+    /// Becomes true when the pod is fully terminated and its worker has ended.
+    pub done: watch::Receiver<bool>,
+}
+
+/// Starts a worker. `desired` is None for a pod found in the runtime that nobody wants
+/// (it is terminated). `after` are workers that must finish first (an earlier version of
+/// the same static pod). `finished` is told the UID when the worker ends.
+pub fn spawn(
+    ctx: Arc<WorkerContext>,
+    uid: PodUid,
+    desired: Option<DesiredPod>,
+    after: Vec<watch::Receiver<bool>>,
+    finished: mpsc::UnboundedSender<PodUid>,
+) -> WorkerHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = watch::channel(false);
+    let terminate = desired.is_none().then_some(None);
+    let worker = Worker {
+        ctx,
+        uid: uid.clone(),
+        desired,
+        terminate,
+        backoff: Backoff::default(),
+        waiting: BTreeMap::new(),
+        last_action: None,
+        last_status: None,
+        start_time: now_nanos(),
+        retry_after: None,
+    };
+    tokio::spawn(async move {
+        let ended = worker.run(rx, after).await;
+        if ended {
+            let _ = done_tx.send(true);
+            let _ = finished.send(uid);
+        }
+    });
+    WorkerHandle { tx, done: done_rx }
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+struct Worker {
+    ctx: Arc<WorkerContext>,
+    uid: PodUid,
+    desired: Option<DesiredPod>,
+    /// Some once the pod is to be terminated (with an optional grace override).
+    terminate: Option<Option<Duration>>,
+    backoff: Backoff,
+    waiting: BTreeMap<String, Waiting>,
+    /// When the last action finished: later steps need a relist that began after it.
+    last_action: Option<Instant>,
+    last_status: Option<PodStatus>,
+    start_time: i64,
+    /// No new sandbox attempt before this (after a failed one).
+    retry_after: Option<Instant>,
+}
+
+impl Worker {
+    fn name(&self) -> String {
+        match &self.desired {
+            Some(d) => d.full_name.to_string(),
+            None => format!("(orphan {})", self.uid),
+        }
+    }
+
+    /// Returns true when the pod was fully terminated, false when the agent is stopping.
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<WorkerMsg>,
+        after: Vec<watch::Receiver<bool>>,
+    ) -> bool {
+        for mut prev in after {
+            self.report(None);
+            loop {
+                tokio::select! {
+                    r = prev.wait_for(|done| *done) => { let _ = r; break; }
+                    msg = rx.recv() => match msg {
+                        Some(m) => self.apply(m),
+                        None => return false,
+                    },
+                }
+            }
+        }
+        let mut snapshots = self.ctx.snapshots.clone();
+        loop {
+            // Act only on a relist that began after our last action, so an action is never
+            // repeated because the state we read predates it.
+            let snapshot = {
+                let last = self.last_action;
+                match snapshots
+                    .wait_for(|s| s.generation > 0 && last.is_none_or(|t| s.relist_started > t))
+                    .await
+                {
+                    Ok(s) => Arc::clone(&s),
+                    Err(_) => return false,
+                }
+            };
+            let observed = snapshot.pods.get(&self.uid).cloned();
+            let now = now_nanos();
+            // Adopted pods keep the age of their oldest sandbox.
+            if let Some(first) = observed.as_ref().and_then(|o| o.sandboxes.last())
+                && first.created_at > 0
+            {
+                self.start_time = self.start_time.min(first.created_at);
+            }
+            let grace = self.grace(observed.as_deref());
+            let desire = match (&self.terminate, &self.desired) {
+                (None, Some(d)) => Desire::Run(d),
+                _ => Desire::Terminate { grace },
+            };
+            let plan = lifecycle::plan(desire, observed.as_deref(), now, &self.backoff);
+            if self.terminate.is_none() {
+                self.waiting = plan.waiting.clone();
+            }
+            self.report(observed.as_deref());
+
+            if self.terminate.is_some() && observed.as_ref().is_none_or(|o| o.is_empty()) {
+                tracing::info!(pod = %self.name(), pod_uid = %self.uid, "pod terminated");
+                let _ = self.ctx.status.send(StatusUpdate::Remove(self.uid.clone()));
+                return true;
+            }
+
+            let held = plan.create_sandbox.is_some()
+                && self.retry_after.is_some_and(|t| Instant::now() < t);
+            if !plan.is_idle() && !held {
+                self.execute(&plan, observed.as_deref()).await;
+                self.last_action = Some(Instant::now());
+                while let Ok(m) = rx.try_recv() {
+                    self.apply(m);
+                }
+                continue;
+            }
+
+            let mut wait = plan.wake_after.unwrap_or(self.ctx.sync_frequency);
+            if let Some(t) = self.retry_after.filter(|_| held) {
+                wait = wait.min(t.saturating_duration_since(Instant::now()));
+            }
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => self.apply(m),
+                    None => return false,
+                },
+                _ = tokio::time::sleep(wait.min(self.ctx.sync_frequency)) => {}
+            }
+            while let Ok(m) = rx.try_recv() {
+                self.apply(m);
+            }
+        }
+    }
+
+    fn apply(&mut self, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Update(d) => {
+                if self.terminate.is_none() {
+                    self.desired = Some(d);
+                }
+            }
+            WorkerMsg::Terminate(grace) => {
+                if self.terminate.is_none() {
+                    tracing::info!(pod = %self.name(), pod_uid = %self.uid, "terminating pod");
+                }
+                self.terminate = Some(grace);
+            }
+            WorkerMsg::Wake => {}
+        }
+    }
+
+    fn grace(&self, observed: Option<&ObservedPod>) -> Duration {
+        if let Some(Some(g)) = self.terminate {
+            return g;
+        }
+        if let Some(d) = &self.desired {
+            let secs = d.spec().termination_grace_period_seconds.unwrap_or(30);
+            return Duration::from_secs(secs.max(0) as u64);
+        }
+        observed
+            .and_then(|o| o.containers.iter().filter_map(|c| c.grace_seconds).max())
+            .map_or(DEFAULT_GRACE, |s| Duration::from_secs(s.max(0) as u64))
+    }
+
+    /// Sends the pod's status to the status manager when it changed.
+    fn report(&mut self, observed: Option<&ObservedPod>) {
+        let Some(desired) = &self.desired else {
+            return;
+        };
+        let ctx = StatusContext {
+            waiting: Some(&self.waiting),
+            runtime_name: &self.ctx.runtime_name,
+            host_ip: self.ctx.node.node_ip.as_deref(),
+            start_time: self.start_time,
+            previous: self.last_status.as_ref(),
+        };
+        let status = status::compute(desired, observed, &ctx);
+        if self.last_status.as_ref() == Some(&status) {
+            return;
+        }
+        let mut pod = (*desired.pod).clone();
+        pod.status = Some(status.clone());
+        self.last_status = Some(status);
+        let _ = self
+            .ctx
+            .status
+            .send(StatusUpdate::Set(self.uid.clone(), Arc::new(pod)));
+    }
+
+    async fn execute(&mut self, plan: &Plan, observed: Option<&ObservedPod>) {
+        let cri = &self.ctx.cri;
+        let name = self.name();
+        let empty = ObservedPod::default();
+        let observed = observed.unwrap_or(&empty);
+
+        if let Some(grace) = plan.kill_pod {
+            self.kill_pod(observed, grace).await;
+            return;
+        }
+
+        let grace = self.grace(Some(observed)).max(lifecycle::MIN_STOP_GRACE);
+        let name = &name;
+        join_all(plan.kill_containers.iter().map(|k| async move {
+            tracing::info!(pod = %name, container = %k.name, reason = %k.reason, "killing container");
+            if let Err(e) = cri.stop_container(&k.id, grace).await {
+                tracing::warn!(pod = %name, container = %k.name, error = %e, "stop container");
+            }
+        }))
+        .await;
+        for id in &plan.stop_sandboxes {
+            if let Err(e) = cri.stop_pod_sandbox(id).await {
+                tracing::warn!(pod = %name, sandbox = %id, error = %e, "stop sandbox");
+            }
+        }
+        for id in &plan.remove_containers {
+            if let Err(e) = cri.remove_container(id).await
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod = %name, container = %id, error = %e, "remove container");
+            }
+        }
+        if plan.start_containers.is_empty() {
+            return;
+        }
+        let Some(desired) = self.desired.clone() else {
+            return;
+        };
+        let node = &self.ctx.node;
+        let sandbox_attempt = plan
+            .create_sandbox
+            .or_else(|| observed.latest_sandbox().map(|s| s.attempt))
+            .unwrap_or(0);
+        let sandbox_config = cri_config::sandbox_config(&desired, sandbox_attempt, node);
+        let (sandbox_id, pod_ip) = match plan.create_sandbox {
+            Some(_) => match self.create_sandbox(&sandbox_config).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(pod = %name, pod_uid = %self.uid, error = %e, "FailedCreatePodSandBox");
+                    self.retry_after = Some(Instant::now() + SYNC_ERROR_BACKOFF);
+                    return;
+                }
+            },
+            None => match observed
+                .latest_sandbox()
+                .filter(|s| s.state == SandboxState::Ready)
+            {
+                Some(s) => (s.id.clone(), s.ip.clone().unwrap_or_default()),
+                None => return,
+            },
+        };
+        self.retry_after = None;
+
+        let results = join_all(plan.start_containers.iter().map(|s| {
+            start_container(
+                cri,
+                &desired,
+                s,
+                node,
+                &sandbox_id,
+                &sandbox_config,
+                &pod_ip,
+            )
+        }))
+        .await;
+        let now = now_nanos();
+        for (s, result) in plan.start_containers.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    tracing::info!(pod = %name, container = %s.name, attempt = s.attempt, "started container");
+                    self.waiting.remove(&s.name);
+                    self.backoff.pull.remove(&s.name);
+                    if let Some(d) = plan.crash_backoff.get(&s.name) {
+                        self.backoff.crash.insert(s.name.clone(), *d);
+                    }
+                }
+                Err(StartError::Pull(w)) => {
+                    tracing::warn!(pod = %name, container = %s.name, reason = %w.reason, message = %w.message, "image");
+                    if w.reason == "ErrImagePull" {
+                        let delay = self
+                            .backoff
+                            .pull
+                            .get(&s.name)
+                            .map_or(Duration::ZERO, |(d, _)| *d);
+                        self.backoff
+                            .pull
+                            .insert(s.name.clone(), (lifecycle::next_delay(delay), now));
+                    }
+                    self.waiting.insert(s.name.clone(), w);
+                }
+                Err(StartError::Other(w)) => {
+                    tracing::warn!(pod = %name, container = %s.name, reason = %w.reason, message = %w.message, "container not started");
+                    self.waiting.insert(s.name.clone(), w);
+                }
+            }
+        }
+    }
+
+    async fn create_sandbox(
+        &self,
+        config: &crate::cri::api::PodSandboxConfig,
+    ) -> Result<(String, String), CriError> {
+        let cri = &self.ctx.cri;
+        if let Err(e) = tokio::fs::create_dir_all(&config.log_directory).await {
+            tracing::warn!(pod = %self.name(), dir = %config.log_directory, error = %e, "pod log directory");
+        }
+        let id = cri.run_pod_sandbox(config.clone()).await?;
+        tracing::info!(pod = %self.name(), pod_uid = %self.uid, sandbox = %id, "created pod sandbox");
+        let ip = match cri.pod_sandbox_status(&id).await {
+            Ok(s) => s.network.map(|n| n.ip).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(pod = %self.name(), sandbox = %id, error = %e, "sandbox status");
+                String::new()
+            }
+        };
+        Ok((id, ip))
+    }
+
+    /// Terminates everything the pod has: containers in parallel within the grace period
+    /// (SIGTERM, then SIGKILL by the runtime when it expires), then the sandboxes.
+    async fn kill_pod(&self, observed: &ObservedPod, grace: Duration) {
+        let cri = &self.ctx.cri;
+        let name = self.name();
+        let started = Instant::now();
+        join_all(observed.running_containers().map(|c| {
+            let name = &name;
+            async move {
+                tracing::info!(pod = %name, container = %c.name, grace_seconds = grace.as_secs(), "killing container");
+                if let Err(e) = cri.stop_container(&c.id, grace).await
+                    && !e.is_not_found()
+                {
+                    tracing::warn!(pod = %name, container = %c.name, error = %e, "stop container");
+                }
+            }
+        }))
+        .await;
+        for s in &observed.sandboxes {
+            if let Err(e) = cri.stop_pod_sandbox(&s.id).await
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod = %name, sandbox = %s.id, error = %e, "stop sandbox");
+                continue;
+            }
+            if let Err(e) = cri.remove_pod_sandbox(&s.id).await
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod = %name, sandbox = %s.id, error = %e, "remove sandbox");
+            }
+        }
+        // Containers whose sandbox was already gone.
+        for c in &observed.containers {
+            if !observed.sandboxes.iter().any(|s| s.id == c.sandbox_id)
+                && let Err(e) = cri.remove_container(&c.id).await
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod = %name, container = %c.name, error = %e, "remove container");
+            }
+        }
+        tracing::info!(pod = %name, took_ms = started.elapsed().as_millis() as u64, "pod stopped and removed");
+    }
+}
+
+enum StartError {
+    Pull(Waiting),
+    Other(Waiting),
+}
+
+fn waiting(reason: &str, message: impl Into<String>) -> Waiting {
+    Waiting {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+/// Image per pull policy, then create and start. Each failure maps to upstream's reason.
+async fn start_container(
+    cri: &Cri,
+    pod: &DesiredPod,
+    s: &StartContainer,
+    node: &NodeContext,
+    sandbox_id: &str,
+    sandbox_config: &crate::cri::api::PodSandboxConfig,
+    pod_ip: &str,
+) -> Result<(), StartError> {
+    let Some(c) = pod.spec().containers.get(s.index) else {
+        return Err(StartError::Other(waiting(
+            "CreateContainerConfigError",
+            "no such container",
+        )));
+    };
+    let image = c.image.as_deref().unwrap_or("");
+    let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
+    let present = match policy {
+        "Always" => false,
+        _ => match cri.image_status(image).await {
+            Ok(i) => i.is_some(),
+            Err(e) => {
+                return Err(StartError::Pull(waiting(
+                    "ImageInspectError",
+                    e.to_string(),
+                )));
+            }
+        },
+    };
+    if !present {
+        if policy == "Never" {
+            return Err(StartError::Pull(waiting(
+                "ErrImageNeverPull",
+                format!("container image {image:?} is not present with pull policy of Never"),
+            )));
+        }
+        if let Err(e) = cri.pull_image(image, Some(sandbox_config.clone())).await {
+            return Err(StartError::Pull(waiting(
+                "ErrImagePull",
+                format!("failed to pull image {image:?}: {e}"),
+            )));
+        }
+    }
+    let config = cri_config::container_config(pod, s.index, s.attempt, node, pod_ip)
+        .map_err(|e| StartError::Other(waiting("CreateContainerConfigError", e.message)))?;
+    let log_dir = std::path::Path::new(&sandbox_config.log_directory).join(&c.name);
+    if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
+        return Err(StartError::Other(waiting(
+            "CreateContainerError",
+            format!("log directory {}: {e}", log_dir.display()),
+        )));
+    }
+    let id = cri
+        .create_container(sandbox_id, config, sandbox_config.clone())
+        .await
+        .map_err(|e| StartError::Other(waiting("CreateContainerError", e.to_string())))?;
+    cri.start_container(&id)
+        .await
+        .map_err(|e| StartError::Other(waiting("RunContainerError", e.to_string())))
+}

@@ -1,0 +1,229 @@
+//! The local view: what the running agent publishes about itself and its pods for the
+//! operator's commands (`ironlet pods`, `ironlet logs`). Files under `<root-dir>/status/`,
+//! written atomically with mode 0600 in a 0700 directory: no socket, no listener, nothing
+//! readable by other users (pod specs may carry sensitive values).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::List;
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::pleg::{PlegHealth, PlegReport};
+use crate::pod::PodUid;
+use crate::pod::worker::StatusUpdate;
+
+pub const STATUS_DIR: &str = "status";
+const PODS_FILE: &str = "pods.json";
+const AGENT_FILE: &str = "agent.json";
+/// How often the agent file is refreshed (its heartbeat).
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// Pod status bursts are coalesced into one write per this interval.
+const COALESCE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("{path}: {source} (is the agent running with this --root-dir?)")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid agent status file: {source}")]
+    Decode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// What the agent says about itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentState {
+    pub pid: u32,
+    pub version: String,
+    pub node_name: String,
+    pub pod_logs_dir: PathBuf,
+    pub runtime: String,
+    pub started_unix: f64,
+    pub heartbeat_unix: f64,
+    pub pleg: PlegReport,
+}
+
+pub fn status_dir(root: &Path) -> PathBuf {
+    root.join(STATUS_DIR)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Writes `bytes` to `path` via a temporary file and a rename, creating it 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: PathBuf) -> Result<T, ViewError> {
+    let bytes = std::fs::read(&path).map_err(|source| ViewError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| ViewError::Decode { path, source })
+}
+
+pub fn read_pods(root: &Path) -> Result<List<Pod>, ViewError> {
+    read_json(status_dir(root).join(PODS_FILE))
+}
+
+pub fn read_agent(root: &Path) -> Result<AgentState, ViewError> {
+    read_json(status_dir(root).join(AGENT_FILE))
+}
+
+/// Static facts about the agent for its state file.
+#[derive(Debug, Clone)]
+pub struct AgentFacts {
+    pub node_name: String,
+    pub pod_logs_dir: PathBuf,
+    pub runtime: String,
+    pub started: Instant,
+    pub started_unix: f64,
+}
+
+/// Owns the latest status of every pod and publishes the view. Ends when every worker
+/// and the agent have dropped their senders.
+pub async fn run_status_manager(
+    root: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<StatusUpdate>,
+    facts: AgentFacts,
+    health: Arc<PlegHealth>,
+) {
+    let dir = status_dir(&root);
+    if let Err(e) = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+    {
+        tracing::error!(dir = %dir.display(), error = %e, "cannot create the status directory");
+    }
+    let mut pods: BTreeMap<PodUid, Arc<Pod>> = BTreeMap::new();
+    let mut dirty = true;
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            upd = rx.recv() => {
+                match upd {
+                    Some(u) => apply(&mut pods, u),
+                    None => {
+                        write_pods(&dir, &pods);
+                        return;
+                    }
+                }
+                // Coalesce a burst of updates into one write.
+                tokio::time::sleep(COALESCE).await;
+                while let Ok(u) = rx.try_recv() {
+                    apply(&mut pods, u);
+                }
+                dirty = true;
+            }
+            _ = heartbeat.tick() => write_agent(&dir, &facts, &health),
+        }
+        if dirty {
+            write_pods(&dir, &pods);
+            dirty = false;
+        }
+    }
+}
+
+fn apply(pods: &mut BTreeMap<PodUid, Arc<Pod>>, u: StatusUpdate) {
+    match u {
+        StatusUpdate::Set(uid, pod) => {
+            pods.insert(uid, pod);
+        }
+        StatusUpdate::Remove(uid) => {
+            pods.remove(&uid);
+        }
+    }
+}
+
+fn write_pods(dir: &Path, pods: &BTreeMap<PodUid, Arc<Pod>>) {
+    let mut items: Vec<Pod> = pods.values().map(|p| (**p).clone()).collect();
+    items.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    let list = List::<Pod> {
+        items,
+        metadata: Default::default(),
+    };
+    match serde_json::to_vec(&list) {
+        Ok(bytes) => {
+            if let Err(e) = write_atomic(&dir.join(PODS_FILE), &bytes) {
+                tracing::warn!(error = %e, "cannot write the pod view");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode the pod view"),
+    }
+}
+
+pub fn write_agent(dir: &Path, facts: &AgentFacts, health: &PlegHealth) {
+    let state = AgentState {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        node_name: facts.node_name.clone(),
+        pod_logs_dir: facts.pod_logs_dir.clone(),
+        runtime: facts.runtime.clone(),
+        started_unix: facts.started_unix,
+        heartbeat_unix: unix_now(),
+        pleg: health.report(facts.started),
+    };
+    match serde_json::to_vec_pretty(&state) {
+        Ok(bytes) => {
+            if let Err(e) = write_atomic(&dir.join(AGENT_FILE), &bytes) {
+                tracing::warn!(error = %e, "cannot write the agent state");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot encode the agent state"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_is_private_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.json");
+        write_atomic(&p, b"1").unwrap();
+        write_atomic(&p, b"2").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"2");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!p.with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn missing_view_names_the_file() {
+        let e = read_pods(Path::new("/nonexistent-root"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent-root/status/pods.json"), "{e}");
+    }
+}
