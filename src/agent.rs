@@ -51,6 +51,17 @@ pub async fn run(
     std::fs::create_dir_all(&config.pod_logs_dir)
         .map_err(|e| anyhow::anyhow!("podLogsDir {}: {e}", config.pod_logs_dir.display()))?;
 
+    let health = Arc::new(PlegHealth::default());
+    let healthz_task = if config.healthz_port == 0 {
+        None
+    } else {
+        let addr = std::net::SocketAddr::new(config.healthz_bind_address, config.healthz_port);
+        let serve = crate::server::healthz::bind(addr, Arc::clone(&health), started)
+            .await
+            .map_err(|e| anyhow::anyhow!("healthzBindAddress/healthzPort {addr}: {e}"))?;
+        Some(tokio::spawn(serve))
+    };
+
     tokio::pin!(shutdown);
     let cri = Cri::new(&config.runtime_endpoint, config.runtime_request_timeout);
     let version = tokio::select! {
@@ -61,7 +72,6 @@ pub async fn run(
         }
     };
 
-    let health = Arc::new(PlegHealth::default());
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let facts = AgentFacts {
         node_name: config.node_name.clone(),
@@ -124,6 +134,9 @@ pub async fn run(
     source_task.abort();
     manager_task.abort();
     pleg_task.abort();
+    if let Some(t) = healthz_task {
+        t.abort();
+    }
     // Let the view write its last state.
     let _ = tokio::time::timeout(Duration::from_secs(2), view_task).await;
     Ok(())

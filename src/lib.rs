@@ -12,4 +12,5 @@ pub mod crilog;
 pub mod metrics;
 pub mod pleg;
 pub mod pod;
+pub mod server;
 pub mod view;

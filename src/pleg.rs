@@ -158,10 +158,22 @@ impl Pleg {
     pub async fn run(mut self) {
         let mut tick = tokio::time::interval(RELIST_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0u64;
         loop {
             tick.tick().await;
-            if let Err(e) = self.relist().await {
-                tracing::warn!(error = %e, "PLEG relist failed");
+            match self.relist().await {
+                Ok(()) if failures > 0 => {
+                    tracing::info!(failed_relists = failures, "PLEG relist recovered");
+                    failures = 0;
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    // Once a second is too loud for a runtime that is down for a while.
+                    if failures % 30 == 0 {
+                        tracing::warn!(error = %e, failed_relists = failures + 1, "PLEG relist failed");
+                    }
+                    failures += 1;
+                }
             }
         }
     }
@@ -369,8 +381,10 @@ fn build_pods(
     }
     pods.into_iter()
         .map(|(uid, mut p)| {
-            p.sandboxes.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.attempt)));
-            p.containers.sort_by_key(|c| std::cmp::Reverse((c.attempt, c.created_at)));
+            p.sandboxes
+                .sort_by_key(|s| std::cmp::Reverse((s.created_at, s.attempt)));
+            p.containers
+                .sort_by_key(|c| std::cmp::Reverse((c.attempt, c.created_at)));
             (uid, Arc::new(p))
         })
         .collect()

@@ -446,3 +446,59 @@ async fn crashing_container_is_restarted_per_policy() {
     assert!(cs["restartCount"].as_i64().unwrap() >= 1);
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_absent_at_start_or_frozen_later_never_crashes_the_agent() {
+    let port = free_port();
+    let mut node = Node::with_config(&format!(
+        "healthzPort: {port}\nhealthzBindAddress: 127.0.0.1\nruntimeRequestTimeout: 2s\n"
+    ));
+    // The agent starts pointed at a socket that does not exist yet.
+    let link = node.dir.path().join("runtime.sock");
+    node.endpoint_override = Some(format!("unix://{}", link.display()));
+    node.write_manifest(
+        "a.yaml",
+        &pod_manifest("a", "while true; do sleep 1; done", ""),
+    );
+    node.start_agent();
+
+    // healthz answers on loopback while the agent waits for its runtime.
+    let health = wait_for("healthz answers", T, || async {
+        http_get("127.0.0.1", port, "/healthz").ok()
+    })
+    .await;
+    assert!(
+        health.contains(" 200 ") && health.ends_with("ok"),
+        "{health}"
+    );
+    let missing = http_get("127.0.0.1", port, "/pods").unwrap();
+    assert!(
+        missing.contains(" 404 "),
+        "healthz serves nothing else: {missing}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(node.agent_running(), "agent died without a runtime");
+    assert!(node.agent_log(1).contains("container runtime not ready"));
+
+    // The runtime appears: the agent connects and runs the pod.
+    std::os::unix::fs::symlink(node.containerd.as_ref().unwrap().socket(), &link).unwrap();
+    let a = node.wait_running("a", &["main"], T).await;
+
+    // The runtime freezes (calls time out), then thaws: the agent survives, the pod is
+    // untouched, and new work goes through.
+    let pid = node.containerd_pid();
+    signal(pid, "STOP");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    signal(pid, "CONT");
+    assert!(node.agent_running(), "agent died during the runtime outage");
+    node.write_manifest(
+        "b.yaml",
+        &pod_manifest("b", "while true; do sleep 1; done", ""),
+    );
+    node.wait_running("b", &["main"], T).await;
+    let a_after = node.wait_running("a", &["main"], T).await;
+    assert_eq!(a.id, a_after.id, "the outage replaced a's sandbox");
+    let cs = node.containers_in(&a.id).await;
+    assert_eq!(cs.len(), 1, "the outage restarted a's container: {cs:?}");
+    node.cleanup().await;
+}

@@ -38,11 +38,18 @@ pub struct Node {
     pub cri: Cri,
     agent: Option<Child>,
     starts: u32,
+    /// Points the agent at another socket path (e.g. one that does not exist yet).
+    pub endpoint_override: Option<String>,
 }
 
 impl Node {
     /// A fresh containerd and an empty node directory (no agent yet).
     pub fn new() -> Node {
+        Node::with_config("")
+    }
+
+    /// Like `new`, with extra KubeletConfiguration lines (which win over the defaults here).
+    pub fn with_config(extra: &str) -> Node {
         let containerd = test_instance().expect("start a test containerd");
         let dir = tempfile::Builder::new()
             .prefix("ironlet-it-")
@@ -56,9 +63,14 @@ impl Node {
             format!(
                 "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
                  staticPodPath: {}\npodLogsDir: {}\nfileCheckFrequency: 2s\n\
-                 syncFrequency: 10s\nhealthzPort: 0\nruntimeRequestTimeout: 30s\n",
+                 syncFrequency: 10s\n{}",
                 dir.path().join("manifests").display(),
-                dir.path().join("logs").display()
+                dir.path().join("logs").display(),
+                if extra.is_empty() {
+                    "healthzPort: 0\nruntimeRequestTimeout: 30s\n"
+                } else {
+                    extra
+                }
             ),
         )
         .unwrap();
@@ -69,6 +81,7 @@ impl Node {
             cri,
             agent: None,
             starts: 0,
+            endpoint_override: None,
         }
     }
 
@@ -105,7 +118,10 @@ impl Node {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.path().join(format!("agent-{}.log", self.starts)))
             .unwrap();
-        let socket = self.containerd.as_ref().unwrap().endpoint();
+        let socket = self
+            .endpoint_override
+            .clone()
+            .unwrap_or_else(|| self.containerd.as_ref().unwrap().endpoint());
         let child = Command::new(env!("CARGO_BIN_EXE_ironlet"))
             .args(["run", "--config"])
             .arg(self.dir.path().join("config.yaml"))
@@ -138,6 +154,20 @@ impl Node {
             .args(["-TERM", &c.id().to_string()])
             .status();
         c.wait().unwrap()
+    }
+
+    pub fn agent_pid(&self) -> u32 {
+        self.agent.as_ref().expect("agent running").id()
+    }
+
+    /// The test containerd's pid.
+    pub fn containerd_pid(&self) -> u32 {
+        let c = self.containerd.as_ref().unwrap();
+        read_file(&c.opts().pid_file())
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("containerd pid file")
     }
 
     pub fn agent_running(&mut self) -> bool {
@@ -268,4 +298,20 @@ pub fn pod_manifest(name: &str, script: &str, extra_spec: &str) -> String {
 
 pub fn read_file(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Sends a signal to a process with kill(1), keeping tests free of `unsafe`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
 }
