@@ -169,7 +169,7 @@ impl Pleg {
                 Ok(()) => {}
                 Err(e) => {
                     // Once a second is too loud for a runtime that is down for a while.
-                    if failures % 30 == 0 {
+                    if failures.is_multiple_of(30) {
                         tracing::warn!(error = %e, failed_relists = failures + 1, "PLEG relist failed");
                     }
                     failures += 1;

@@ -1,1 +1,42 @@
-fn main() {}
+//! `cargo xtask <command>`: thin dispatch; the work is in the library.
+
+use anyhow::Result;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  images   build the local image archives (.state/images)
+  up       install prerequisites, start containerd and ironlet with examples/static-pods
+  down     stop the dev ironlet and containerd and clean up after them
+  test     prerequisites, images, fmt, clippy and the workspace tests (what CI runs)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result: Result<i32> = match args.first().map(String::as_str) {
+        Some("images") => xtask::images::ensure_built(&xtask::images::default_dir()).map(|p| {
+            for (reference, archive) in p.iter() {
+                println!("{reference}\t{}", archive.display());
+            }
+            0
+        }),
+        Some("up") => xtask::dev::up().map(|()| 0),
+        Some("down") => xtask::dev::down().map(|()| 0),
+        Some("test") => xtask::check::run(),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(0)
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            Ok(2)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
