@@ -29,15 +29,15 @@ const COALESCE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ViewError {
-    #[error("{path}: {source} (is the agent running with this --root-dir?)")]
+    #[error("{path}: {cause} (is the agent running with this --root-dir?)")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: not a valid agent status file: {source}")]
+    #[error("{path}: not a valid agent status file: {cause}")]
     Decode {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -79,11 +79,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: PathBuf) -> Result<T, ViewError> {
-    let bytes = std::fs::read(&path).map_err(|source| ViewError::Read {
+    let bytes = std::fs::read(&path).map_err(|cause| ViewError::Read {
         path: path.clone(),
-        source,
+        cause,
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| ViewError::Decode { path, source })
+    serde_json::from_slice(&bytes).map_err(|cause| ViewError::Decode { path, cause })
 }
 
 pub fn read_pods(root: &Path) -> Result<List<Pod>, ViewError> {

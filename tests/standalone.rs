@@ -74,9 +74,7 @@ async fn static_pods_run_answer_http_and_show_in_the_view() {
 
     // The run-to-completion pod ends Succeeded and is not restarted.
     let view = wait_for("view shows all three pods settled", T, || async {
-        let json = node.cli(&["pods", "-o", "json"]);
-        let list: serde_json::Value = serde_json::from_str(&json).ok()?;
-        let items = list["items"].as_array()?.clone();
+        let items = node.view_pods()?;
         let phase = |n: &str| {
             items
                 .iter()
@@ -315,10 +313,8 @@ async fn a_killed_agent_adopts_twenty_pods_without_restarting_any() {
     })
     .await;
     wait_for("the view lists 19 running pods", T, || async {
-        let json = node.cli(&["pods", "-o", "json"]);
-        let list: serde_json::Value = serde_json::from_str(&json).ok()?;
-        let running = list["items"]
-            .as_array()?
+        let running = node
+            .view_pods()?
             .iter()
             .filter(|p| p["status"]["phase"] == "Running")
             .count();
@@ -431,9 +427,7 @@ async fn crashing_container_is_restarted_per_policy() {
         "CrashLoopBackOff in the view",
         Duration::from_secs(30),
         || async {
-            let json = node.cli(&["pods", "-o", "json"]);
-            let list: serde_json::Value = serde_json::from_str(&json).ok()?;
-            let p = list["items"].as_array()?.first()?.clone();
+            let p = node.view_pods()?.first()?.clone();
             (p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
                 == "CrashLoopBackOff")
                 .then_some(p)

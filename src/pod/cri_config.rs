@@ -260,15 +260,12 @@ pub fn expand(input: &str, env: &[(String, String)]) -> String {
 
 pub fn container_config(
     pod: &DesiredPod,
-    index: usize,
+    c: &Container,
     attempt: u32,
     node: &NodeContext,
     pod_ip: &str,
 ) -> Result<api::ContainerConfig, ConfigError> {
     let spec = pod.spec();
-    let c = spec.containers.get(index).ok_or_else(|| ConfigError {
-        message: format!("no container at index {index}"),
-    })?;
     if let Some(m) = c.volume_mounts.as_ref().and_then(|v| v.first()) {
         return Err(unsupported(format!(
             "container {:?}: volumeMount of volume {:?}",
@@ -438,7 +435,7 @@ mod tests {
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    command: [sh, -c]\n    args: ['echo $(GREETING) $$(HOME) $(MISSING)']\n    env:\n    - {name: WHO, value: world}\n    - {name: GREETING, value: 'hello $(WHO)'}\n    - name: POD\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n    securityContext: {runAsUser: 1000, allowPrivilegeEscalation: false}\n",
         );
-        let c = container_config(&p, 0, 3, &node(), "198.18.0.5").unwrap();
+        let c = container_config(&p, &p.spec().containers[0], 3, &node(), "198.18.0.5").unwrap();
         assert_eq!(c.command, ["sh", "-c"]);
         assert_eq!(c.args, ["echo hello world $(HOME) $(MISSING)"]);
         let env: Vec<_> = c
@@ -469,12 +466,12 @@ mod tests {
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {}\n",
         );
-        let e = container_config(&p, 0, 0, &node(), "").unwrap_err();
+        let e = container_config(&p, &p.spec().containers[0], 0, &node(), "").unwrap_err();
         assert!(e.message.contains("volumeMount of volume \"data\""), "{e}");
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    env:\n    - name: S\n      valueFrom: {secretKeyRef: {name: s, key: k}}\n",
         );
-        let e = container_config(&p, 0, 0, &node(), "").unwrap_err();
+        let e = container_config(&p, &p.spec().containers[0], 0, &node(), "").unwrap_err();
         assert!(e.message.contains("env \"S\""), "{e}");
     }
 

@@ -65,10 +65,11 @@ pub struct KillContainer {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StartContainer {
-    /// Index into `spec.containers`.
+    /// Index into `spec.containers`, or `spec.initContainers` when `init`.
     pub index: usize,
     pub name: String,
     pub attempt: u32,
+    pub init: bool,
 }
 
 /// The actions of one step, executed in field order.
@@ -149,6 +150,7 @@ fn plan_run(pod: &DesiredPod, observed: &ObservedPod, now: i64, backoff: &Backof
     let spec = pod.spec();
     let policy = spec.restart_policy.as_deref().unwrap_or("Always");
     let host_network = spec.host_network.unwrap_or(false);
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
     let mut plan = Plan::default();
 
     let ready: Vec<_> = observed
@@ -163,8 +165,10 @@ fn plan_run(pod: &DesiredPod, observed: &ObservedPod, now: i64, backoff: &Backof
         }
         None => false,
     };
+    let current = latest.filter(|_| sandbox_ok).map(|s| s.id.as_str());
+    let init = init_progress(inits, spec, observed, current, policy);
 
-    // Which containers want to run, ignoring back-off for the moment.
+    // Which app containers want to run, ignoring back-off for the moment.
     let mut wanted = Vec::new();
     for (index, c) in spec.containers.iter().enumerate() {
         let hash = container_hash(c);
@@ -200,7 +204,8 @@ fn plan_run(pod: &DesiredPod, observed: &ObservedPod, now: i64, backoff: &Backof
     if !sandbox_ok {
         // Upstream: a pod that may not restart and already ran gets no new sandbox.
         let ran_before = !observed.containers.is_empty();
-        let may_create = any_to_start && !(policy == "Never" && ran_before);
+        let init_failed = matches!(init, InitProgress::Failed);
+        let may_create = any_to_start && !(policy == "Never" && ran_before) && !init_failed;
         for s in &ready {
             plan.stop_sandboxes.push(s.id.clone());
         }
@@ -215,11 +220,65 @@ fn plan_run(pod: &DesiredPod, observed: &ObservedPod, now: i64, backoff: &Backof
             return plan;
         }
         plan.create_sandbox = Some(latest.map(|s| s.attempt + 1).unwrap_or(0));
-    } else if !any_to_start && !wanted.iter().any(|(_, _, w)| matches!(w, Want::Keep)) {
-        // Every container finished for good: release the sandbox's network, keep the
-        // exited containers for status and logs.
-        if let Some(s) = latest {
-            plan.stop_sandboxes.push(s.id.clone());
+        // A new sandbox runs the init containers again, from the first.
+        if let Some(first) = inits.first() {
+            let attempt = observed
+                .latest_container(&first.name)
+                .map_or(0, |o| o.attempt + 1);
+            plan.start_containers.push(StartContainer {
+                index: 0,
+                name: first.name.clone(),
+                attempt,
+                init: true,
+            });
+            return plan;
+        }
+    } else {
+        match init {
+            InitProgress::Done => {}
+            InitProgress::Running => return plan,
+            InitProgress::Failed => {
+                // restartPolicy Never and an init container failed: the pod has failed.
+                if let Some(s) = latest {
+                    plan.stop_sandboxes.push(s.id.clone());
+                }
+                return plan;
+            }
+            InitProgress::Start { index, attempt } => {
+                let name = inits[index].name.clone();
+                if let Some(w) = pull_backoff(&name, backoff, now, &mut plan) {
+                    plan.waiting.insert(name, w);
+                } else {
+                    plan.start_containers.push(StartContainer {
+                        index,
+                        name,
+                        attempt,
+                        init: true,
+                    });
+                }
+                return plan;
+            }
+            InitProgress::Recreate { index, container } => {
+                plan.remove_containers.push(container.id.clone());
+                plan.start_containers.push(StartContainer {
+                    index,
+                    name: container.name.clone(),
+                    attempt: container.attempt,
+                    init: true,
+                });
+                return plan;
+            }
+            InitProgress::Restart { index, container } => {
+                restart_with_backoff(pod, container, index, true, now, backoff, &mut plan);
+                return plan;
+            }
+        }
+        if !any_to_start && !wanted.iter().any(|(_, _, w)| matches!(w, Want::Keep)) {
+            // Every container finished for good: release the sandbox's network, keep the
+            // exited containers for status and logs.
+            if let Some(s) = latest {
+                plan.stop_sandboxes.push(s.id.clone());
+            }
         }
     }
 
@@ -229,6 +288,7 @@ fn plan_run(pod: &DesiredPod, observed: &ObservedPod, now: i64, backoff: &Backof
             index,
             name: name.clone(),
             attempt,
+            init: false,
         };
         match want {
             Want::Keep | Want::Done => {}
@@ -251,43 +311,17 @@ fn plan_run(pod: &DesiredPod, observed: &ObservedPod, now: i64, backoff: &Backof
                 plan.remove_containers.push(o.id.clone());
                 plan.start_containers.push(start(o.attempt));
             }
-            Want::Restart(o) => {
-                let ran =
-                    Duration::from_nanos(o.finished_at.saturating_sub(o.started_at).max(0) as u64);
-                let delay = if ran >= BACKOFF_RESET_AFTER {
-                    Duration::ZERO
-                } else {
-                    backoff.crash.get(&name).copied().unwrap_or_default()
-                };
-                let ready_at = o.finished_at.saturating_add(delay.as_nanos() as i64);
-                if now < ready_at {
-                    let left = Duration::from_nanos((ready_at - now) as u64);
-                    plan.waiting.insert(
-                        name.clone(),
-                        Waiting {
-                            reason: "CrashLoopBackOff".into(),
-                            message: format!(
-                                "back-off {}s restarting failed container={} pod={}",
-                                delay.as_secs(),
-                                name,
-                                pod.full_name.name
-                            ),
-                        },
-                    );
-                    plan.wake_after = Some(plan.wake_after.map_or(left, |w| w.min(left)));
-                } else if let Some(w) = pull_backoff(&name, backoff, now, &mut plan) {
-                    plan.waiting.insert(name.clone(), w);
-                } else {
-                    plan.crash_backoff.insert(name.clone(), next_delay(delay));
-                    plan.start_containers.push(start(o.attempt + 1));
-                }
-            }
+            Want::Restart(o) => restart_with_backoff(pod, o, index, false, now, backoff, &mut plan),
         }
     }
 
     // Containers the spec no longer names are stopped.
     for c in observed.running_containers() {
-        let known = spec.containers.iter().any(|s| s.name == c.name);
+        let known = spec
+            .containers
+            .iter()
+            .chain(inits)
+            .any(|s| s.name == c.name);
         if !known && !plan.kill_containers.iter().any(|k| k.id == c.id) {
             plan.kill_containers.push(KillContainer {
                 id: c.id.clone(),
@@ -308,6 +342,127 @@ fn plan_run(pod: &DesiredPod, observed: &ObservedPod, now: i64, backoff: &Backof
         }
     }
     plan
+}
+
+/// Restarts an exited container once its crash back-off has passed (immediately after the
+/// first crash, then 10 s doubling to 300 s; reset after a 10-minute run).
+fn restart_with_backoff(
+    pod: &DesiredPod,
+    o: &ObservedContainer,
+    index: usize,
+    init: bool,
+    now: i64,
+    backoff: &Backoff,
+    plan: &mut Plan,
+) {
+    let name = o.name.clone();
+    let ran = Duration::from_nanos(o.finished_at.saturating_sub(o.started_at).max(0) as u64);
+    let delay = if ran >= BACKOFF_RESET_AFTER {
+        Duration::ZERO
+    } else {
+        backoff.crash.get(&name).copied().unwrap_or_default()
+    };
+    let ready_at = o.finished_at.saturating_add(delay.as_nanos() as i64);
+    if now < ready_at {
+        let left = Duration::from_nanos((ready_at - now) as u64);
+        plan.waiting.insert(
+            name.clone(),
+            Waiting {
+                reason: "CrashLoopBackOff".into(),
+                message: format!(
+                    "back-off {}s restarting failed container={} pod={}",
+                    delay.as_secs(),
+                    name,
+                    pod.full_name.name
+                ),
+            },
+        );
+        plan.wake_after = Some(plan.wake_after.map_or(left, |w| w.min(left)));
+    } else if let Some(w) = pull_backoff(&name, backoff, now, plan) {
+        plan.waiting.insert(name, w);
+    } else {
+        plan.crash_backoff.insert(name.clone(), next_delay(delay));
+        plan.start_containers.push(StartContainer {
+            index,
+            name,
+            attempt: o.attempt + 1,
+            init,
+        });
+    }
+}
+
+/// Where a pod's init containers stand in its current sandbox.
+enum InitProgress<'a> {
+    /// All ran to completion (or app containers already started).
+    Done,
+    /// One is running: wait for it.
+    Running,
+    Start {
+        index: usize,
+        attempt: u32,
+    },
+    Restart {
+        index: usize,
+        container: &'a ObservedContainer,
+    },
+    Recreate {
+        index: usize,
+        container: &'a ObservedContainer,
+    },
+    /// One failed and the pod may not restart it.
+    Failed,
+}
+
+/// Init containers run one at a time, in order, each to exit 0. Only instances in the
+/// current sandbox count: a new sandbox runs them all again.
+fn init_progress<'a>(
+    inits: &[Container],
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    observed: &'a ObservedPod,
+    sandbox: Option<&str>,
+    policy: &str,
+) -> InitProgress<'a> {
+    let in_sandbox = |name: &str| {
+        observed
+            .containers
+            .iter()
+            .find(|c| c.name == name && Some(c.sandbox_id.as_str()) == sandbox)
+    };
+    // Once an app container has started in this sandbox, initialization is over.
+    if inits.is_empty()
+        || spec
+            .containers
+            .iter()
+            .any(|c| in_sandbox(&c.name).is_some())
+    {
+        return InitProgress::Done;
+    }
+    for (index, c) in inits.iter().enumerate() {
+        let Some(o) = in_sandbox(&c.name) else {
+            let attempt = observed
+                .latest_container(&c.name)
+                .map_or(0, |o| o.attempt + 1);
+            return InitProgress::Start { index, attempt };
+        };
+        match o.state {
+            ContainerState::Exited if o.exit_code == 0 => continue,
+            ContainerState::Exited if policy == "Never" => return InitProgress::Failed,
+            ContainerState::Exited => {
+                return InitProgress::Restart {
+                    index,
+                    container: o,
+                };
+            }
+            ContainerState::Created => {
+                return InitProgress::Recreate {
+                    index,
+                    container: o,
+                };
+            }
+            ContainerState::Running | ContainerState::Unknown => return InitProgress::Running,
+        }
+    }
+    InitProgress::Done
 }
 
 /// Holds a container back while its image pull is backing off.
@@ -601,6 +756,101 @@ mod tests {
             &Backoff::default(),
         );
         assert!(done.is_idle());
+    }
+
+    fn with_inits(policy: &str) -> DesiredPod {
+        let y = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  restartPolicy: {policy}\n  initContainers:\n  - name: i1\n    image: img:1\n  - name: i2\n    image: img:1\n  containers:\n  - name: a\n    image: img:1\n"
+        );
+        manifest::parse(Path::new("/m/p.yaml"), y.as_bytes(), "n", "t").unwrap()
+    }
+
+    fn in_sandbox(mut c: ObservedContainer, sandbox: &str) -> ObservedContainer {
+        c.sandbox_id = sandbox.into();
+        c
+    }
+
+    #[test]
+    fn init_containers_run_one_at_a_time_in_order() {
+        let p = with_inits("Always");
+        let fresh = plan(Desire::Run(&p), None, 0, &Backoff::default());
+        assert_eq!(fresh.create_sandbox, Some(0));
+        let names: Vec<_> = fresh
+            .start_containers
+            .iter()
+            .map(|s| (s.name.as_str(), s.init))
+            .collect();
+        assert_eq!(names, [("i1", true)]);
+
+        let sb = vec![sandbox("s0", 0, true)];
+        let running = observed(
+            sb.clone(),
+            vec![in_sandbox(
+                container(&p, "i1", 0, ContainerState::Running),
+                "s0",
+            )],
+        );
+        assert!(plan(Desire::Run(&p), Some(&running), S, &Backoff::default()).is_idle());
+
+        let first_done = observed(
+            sb.clone(),
+            vec![in_sandbox(
+                container(&p, "i1", 0, ContainerState::Exited),
+                "s0",
+            )],
+        );
+        let next = plan(
+            Desire::Run(&p),
+            Some(&first_done),
+            30 * S,
+            &Backoff::default(),
+        );
+        assert_eq!(
+            next.start_containers
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["i2"]
+        );
+
+        let all_done = observed(
+            sb.clone(),
+            vec![
+                in_sandbox(container(&p, "i2", 0, ContainerState::Exited), "s0"),
+                in_sandbox(container(&p, "i1", 0, ContainerState::Exited), "s0"),
+            ],
+        );
+        let apps = plan(
+            Desire::Run(&p),
+            Some(&all_done),
+            30 * S,
+            &Backoff::default(),
+        );
+        assert_eq!(
+            apps.start_containers
+                .iter()
+                .map(|s| (s.name.as_str(), s.init))
+                .collect::<Vec<_>>(),
+            [("a", false)]
+        );
+    }
+
+    #[test]
+    fn failed_init_container_retries_or_fails_the_pod() {
+        let sb = vec![sandbox("s0", 0, true)];
+        let p = with_inits("OnFailure");
+        let mut failed = in_sandbox(container(&p, "i1", 0, ContainerState::Exited), "s0");
+        failed.exit_code = 1;
+        let o = observed(sb.clone(), vec![failed.clone()]);
+        let retry = plan(Desire::Run(&p), Some(&o), 30 * S, &Backoff::default());
+        assert_eq!(retry.start_containers[0].name, "i1");
+        assert_eq!(retry.start_containers[0].attempt, 1);
+
+        let never = with_inits("Never");
+        let o = observed(sb, vec![failed]);
+        let stop = plan(Desire::Run(&never), Some(&o), 30 * S, &Backoff::default());
+        assert!(stop.start_containers.is_empty());
+        assert_eq!(stop.stop_sandboxes, ["s0"]);
     }
 
     #[test]

@@ -215,6 +215,12 @@ fn validate(pod: &Pod) -> Result<(), ManifestError> {
                 format!("duplicate container name {:?}", c.name),
             ));
         }
+        if list == "initContainers" && c.restart_policy.is_some() {
+            return Err(invalid(
+                format!("{field}.restartPolicy"),
+                "sidecar init containers (restartPolicy on an init container) are not supported yet",
+            ));
+        }
         let image = c.image.as_deref().unwrap_or("");
         if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
             return Err(invalid(

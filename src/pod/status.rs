@@ -62,10 +62,45 @@ pub fn compute(
         })
         .collect();
 
+    let inits = spec.init_containers.as_deref().unwrap_or_default();
+    let init_statuses: Vec<ContainerStatus> = inits
+        .iter()
+        .map(|c| {
+            let latest = observed.latest_container(&c.name);
+            let previous = observed.previous_container(&c.name);
+            let waiting = ctx.waiting.and_then(|w| w.get(&c.name));
+            let mut st = container_status(c, latest, previous, waiting, false, runtime);
+            // An init container is "ready" once it has completed successfully.
+            st.ready =
+                latest.is_some_and(|o| o.state == ContainerState::Exited && o.exit_code == 0);
+            st.started = Some(latest.is_some_and(|o| o.state == ContainerState::Running));
+            st
+        })
+        .collect();
+    let app_started = spec
+        .containers
+        .iter()
+        .any(|c| observed.latest_container(&c.name).is_some());
+    let initialized = app_started || init_statuses.iter().all(|s| s.ready);
+    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+    let init_failed = !initialized
+        && policy == "Never"
+        && inits.iter().any(|c| {
+            observed
+                .latest_container(&c.name)
+                .is_some_and(|o| o.state == ContainerState::Exited && o.exit_code != 0)
+        });
+
     let sandbox = observed
         .latest_sandbox()
         .filter(|s| s.state == SandboxState::Ready);
-    let phase = phase(spec, &statuses);
+    let phase = if init_failed {
+        "Failed"
+    } else if !initialized {
+        "Pending"
+    } else {
+        phase(spec, &statuses)
+    };
     let all_ready = statuses.iter().all(|s| s.ready);
     let now = Time(jiff::Timestamp::now());
     let prev_conditions = ctx.previous.and_then(|p| p.conditions.as_ref());
@@ -85,7 +120,7 @@ pub fn compute(
     let terminal = matches!(phase, "Succeeded" | "Failed");
     let conditions = vec![
         cond("PodReadyToStartContainers", sandbox.is_some(), None),
-        cond("Initialized", true, None),
+        cond("Initialized", initialized, Some("ContainersNotInitialized")),
         cond(
             "Ready",
             all_ready && !terminal,
@@ -126,6 +161,7 @@ pub fn compute(
         phase: Some(phase.into()),
         conditions: Some(conditions),
         container_statuses: Some(statuses),
+        init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         host_ip: host_ip.clone(),
         host_ips: host_ip.map(|ip| vec![k8s_openapi::api::core::v1::HostIP { ip }]),
         pod_ip,
@@ -317,6 +353,38 @@ fn is_zero(q: &Quantity) -> bool {
 /// How a terminated or waiting pod reads in `kubectl get pods`' STATUS column.
 pub fn display_status(status: &PodStatus) -> String {
     let mut reason = status.phase.clone().unwrap_or_else(|| "Unknown".into());
+    let inits = status
+        .init_container_statuses
+        .as_deref()
+        .unwrap_or_default();
+    let initialized = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Initialized" && c.status == "True");
+    if !inits.is_empty() && !initialized {
+        let done = inits.iter().filter(|s| s.ready).count();
+        for s in inits {
+            let st = s.state.as_ref();
+            if let Some(t) = st
+                .and_then(|s| s.terminated.as_ref())
+                .filter(|t| t.exit_code != 0)
+            {
+                return format!(
+                    "Init:{}",
+                    t.reason.clone().unwrap_or_else(|| "Error".into())
+                );
+            }
+            if let Some(r) = st
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_ref())
+                .filter(|r| *r != "PodInitializing" && *r != "ContainerCreating")
+            {
+                return format!("Init:{r}");
+            }
+        }
+        return format!("Init:{done}/{}", inits.len());
+    }
     for cs in status.container_statuses.iter().flatten() {
         let st = cs.state.as_ref();
         if let Some(w) = st.and_then(|s| s.waiting.as_ref())
@@ -509,6 +577,59 @@ mod tests {
             &ctx(),
         );
         assert_eq!(display_status(&done), "Completed");
+    }
+
+    #[test]
+    fn init_containers_gate_the_pod() {
+        let p = pod(
+            "  initContainers:\n  - name: i1\n    image: i:1\n  - name: i2\n    image: i:1\n  containers:\n  - name: a\n    image: i:1\n",
+        );
+        let o = observed(vec![exited("i1", 0, 0)]);
+        let s = compute(&p, Some(&o), &ctx());
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        assert_eq!(display_status(&s), "Init:1/2");
+        let init = s.init_container_statuses.as_ref().unwrap();
+        assert!(init[0].ready && !init[1].ready);
+        let cond = |s: &PodStatus| {
+            s.conditions
+                .clone()
+                .unwrap()
+                .into_iter()
+                .find(|c| c.type_ == "Initialized")
+                .unwrap()
+        };
+        assert_eq!(cond(&s).status, "False");
+        let app = &s.container_statuses.as_ref().unwrap()[0];
+        assert_eq!(
+            app.state
+                .as_ref()
+                .unwrap()
+                .waiting
+                .as_ref()
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("PodInitializing")
+        );
+
+        let done = compute(
+            &p,
+            Some(&observed(vec![
+                running("a", 0),
+                exited("i2", 0, 0),
+                exited("i1", 0, 0),
+            ])),
+            &ctx(),
+        );
+        assert_eq!(cond(&done).status, "True");
+        assert_eq!(done.phase.as_deref(), Some("Running"));
+
+        let never = pod(
+            "  restartPolicy: Never\n  initContainers:\n  - name: i1\n    image: i:1\n  containers:\n  - name: a\n    image: i:1\n",
+        );
+        let failed = compute(&never, Some(&observed(vec![exited("i1", 0, 2)])), &ctx());
+        assert_eq!(failed.phase.as_deref(), Some("Failed"));
+        assert_eq!(display_status(&failed), "Init:Error");
     }
 
     #[test]

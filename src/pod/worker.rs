@@ -457,7 +457,13 @@ async fn start_container(
     sandbox_config: &crate::cri::api::PodSandboxConfig,
     pod_ip: &str,
 ) -> Result<(), StartError> {
-    let Some(c) = pod.spec().containers.get(s.index) else {
+    let spec = pod.spec();
+    let list = if s.init {
+        spec.init_containers.as_deref().unwrap_or_default()
+    } else {
+        &spec.containers
+    };
+    let Some(c) = list.get(s.index) else {
         return Err(StartError::Other(waiting(
             "CreateContainerConfigError",
             "no such container",
@@ -491,7 +497,7 @@ async fn start_container(
             )));
         }
     }
-    let config = cri_config::container_config(pod, s.index, s.attempt, node, pod_ip)
+    let config = cri_config::container_config(pod, c, s.attempt, node, pod_ip)
         .map_err(|e| StartError::Other(waiting("CreateContainerConfigError", e.message)))?;
     let log_dir = std::path::Path::new(&sandbox_config.log_directory).join(&c.name);
     if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {

@@ -252,6 +252,26 @@ impl Node {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Like `cli`, but None when the command fails (e.g. the view is not written yet).
+    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_ironlet"))
+            .args(args)
+            .arg("--root-dir")
+            .arg(self.root())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The agent's pods as JSON values (None until the view exists).
+    pub fn view_pods(&self) -> Option<Vec<serde_json::Value>> {
+        let json = self.try_cli(&["pods", "-o", "json"])?;
+        let list: serde_json::Value = serde_json::from_str(&json).ok()?;
+        list["items"].as_array().cloned()
+    }
+
     /// Stops and removes every sandbox (tearing down pod networking through CNI) before the
     /// containerd instance itself is torn down.
     pub async fn cleanup(mut self) {

@@ -1,0 +1,98 @@
+//! Pod lifecycle against a real containerd: init containers, restart back-off, and what the
+//! operator sees. Needs root (it runs containerd).
+
+mod support;
+
+use std::time::Duration;
+
+use ironlet::cri::api;
+use support::*;
+
+const T: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_strictly_in_order_before_the_app() {
+    let mut node = Node::new();
+    node.write_manifest(
+        "ordered.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ordered\nspec:\n  initContainers:\n  - name: first\n    image: {BUSYBOX}\n    command: [sh, -c, 'sleep 1; echo first']\n  - name: second\n    image: {BUSYBOX}\n    command: [sh, -c, 'sleep 1; echo second']\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'while true; do sleep 1; done']\n"
+        ),
+    );
+    node.start_agent();
+    let sb = node.wait_running("ordered", &["app"], T).await;
+    let mut times = std::collections::HashMap::new();
+    for c in node.containers_in(&sb.id).await {
+        let st = node.cri.container_status(&c.id).await.unwrap();
+        let name = st.metadata.as_ref().unwrap().name.clone();
+        times.insert(
+            name,
+            (st.started_at, st.finished_at, st.exit_code, st.state),
+        );
+    }
+    let (f_start, f_end, f_code, _) = times["first"];
+    let (s_start, s_end, s_code, _) = times["second"];
+    let (a_start, _, _, a_state) = times["app"];
+    assert_eq!((f_code, s_code), (0, 0));
+    assert!(
+        f_end > f_start && s_start >= f_end,
+        "second started before first ended"
+    );
+    assert!(
+        a_start >= s_end,
+        "app started before the init containers completed"
+    );
+    assert_eq!(a_state, api::ContainerState::ContainerRunning as i32);
+
+    let pod = wait_for("Initialized in the view", T, || async {
+        let p = node.view_pods()?.first()?.clone();
+        (p["status"]["phase"] == "Running").then_some(p)
+    })
+    .await;
+    let init = pod["status"]["initContainerStatuses"].as_array().unwrap();
+    assert_eq!(init.len(), 2);
+    assert!(
+        init.iter()
+            .all(|s| s["ready"] == true && s["state"]["terminated"]["reason"] == "Completed")
+    );
+    let initialized = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .unwrap()
+        .clone();
+    assert_eq!(initialized["status"], "True");
+    node.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_init_container_fails_a_never_pod_and_blocks_the_app() {
+    let mut node = Node::new();
+    node.write_manifest(
+        "broken-init.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: brokeninit\nspec:\n  restartPolicy: Never\n  initContainers:\n  - name: setup\n    image: {BUSYBOX}\n    command: [sh, -c, 'exit 7']\n  containers:\n  - name: app\n    image: {BUSYBOX}\n    command: [sh, -c, 'sleep 100']\n"
+        ),
+    );
+    node.start_agent();
+    let pod = wait_for("the pod Failed", T, || async {
+        let p = node.view_pods()?.first()?.clone();
+        (p["status"]["phase"] == "Failed").then_some(p)
+    })
+    .await;
+    assert_eq!(
+        pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"],
+        7
+    );
+    let table = node.cli(&["pods"]);
+    assert!(table.contains("Init:Error"), "{table}");
+    // The app container was never created.
+    let cs = node.cri.list_containers().await.unwrap();
+    assert!(
+        cs.iter()
+            .all(|c| c.metadata.as_ref().unwrap().name != "app"),
+        "{cs:?}"
+    );
+    node.cleanup().await;
+}
