@@ -95,6 +95,7 @@ pub async fn run(
         node_name: config.node_name.clone(),
         node_ip: config.node_ip.map(|ip| ip.to_string()),
         pod_logs_dir: config.pod_logs_dir.clone(),
+        pods_dir: config.root_dir.join("pods"),
         dns: NodeDns {
             host: host_dns(config.resolv_conf.as_deref()),
             cluster_dns: config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),

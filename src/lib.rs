@@ -14,3 +14,4 @@ pub mod pleg;
 pub mod pod;
 pub mod server;
 pub mod view;
+pub mod volume;

@@ -96,3 +96,37 @@ async fn a_failing_init_container_fails_a_never_pod_and_blocks_the_app() {
     );
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_pod_share_files_through_an_empty_dir() {
+    let mut node = Node::new();
+    node.write_manifest(
+        "share.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: share\nspec:\n  terminationGracePeriodSeconds: 2\n  volumes:\n  - name: scratch\n    emptyDir: {{}}\n  initContainers:\n  - name: seed\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo seeded > /work/seed']\n    volumeMounts:\n    - {{name: scratch, mountPath: /work}}\n  containers:\n  - name: writer\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo from-writer > /out/msg; while true; do sleep 1; done']\n    volumeMounts:\n    - {{name: scratch, mountPath: /out}}\n  - name: reader\n    image: {BUSYBOX}\n    command: [sh, -c, 'while true; do cat /in/seed /in/msg 2>/dev/null; sleep 1; done']\n    volumeMounts:\n    - {{name: scratch, mountPath: /in, readOnly: true}}\n"
+        ),
+    );
+    node.start_agent();
+    let sb = node.wait_running("share", &["writer", "reader"], T).await;
+    let uid = sb.metadata.as_ref().unwrap().uid.clone();
+    let log = node.logs().join(format!("default_share-{NODE}_{uid}/reader/0.log"));
+    wait_for("reader sees the init container's and the writer's files", T, || {
+        let log = log.clone();
+        async move {
+            let l = read_file(&log);
+            (l.contains("seeded") && l.contains("from-writer")).then_some(())
+        }
+    })
+    .await;
+    let dir = node.root().join(format!("pods/{uid}/volumes/kubernetes.io~empty-dir/scratch"));
+    assert_eq!(read_file(&dir.join("msg")), "from-writer\n");
+
+    // Removing the pod removes its volume directory too.
+    node.remove_manifest("share.yaml");
+    wait_for("pod directory removed", T, || {
+        let p = node.root().join(format!("pods/{uid}"));
+        async move { (!p.exists()).then_some(()) }
+    })
+    .await;
+    node.cleanup().await;
+}

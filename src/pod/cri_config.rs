@@ -20,6 +20,8 @@ pub struct NodeContext {
     pub node_name: String,
     pub node_ip: Option<String>,
     pub pod_logs_dir: PathBuf,
+    /// `<root-dir>/pods`: per-pod state such as emptyDir volumes.
+    pub pods_dir: PathBuf,
     pub dns: NodeDns,
 }
 
@@ -266,12 +268,9 @@ pub fn container_config(
     pod_ip: &str,
 ) -> Result<api::ContainerConfig, ConfigError> {
     let spec = pod.spec();
-    if let Some(m) = c.volume_mounts.as_ref().and_then(|v| v.first()) {
-        return Err(unsupported(format!(
-            "container {:?}: volumeMount of volume {:?}",
-            c.name, m.name
-        )));
-    }
+    crate::volume::check_supported(spec).map_err(|e| ConfigError { message: e.0 })?;
+    let mounts = crate::volume::mounts(spec, c, &node.pods_dir, &pod.uid.0)
+        .map_err(|e| ConfigError { message: format!("container {:?}: {}", c.name, e.0) })?;
     if c.volume_devices.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported(format!(
             "container {:?}: volumeDevices",
@@ -363,6 +362,7 @@ pub fn container_config(
             .into_iter()
             .map(|(key, value)| api::KeyValue { key, value })
             .collect(),
+        mounts,
         labels: container_labels,
         annotations,
         log_path: container_log_path(&c.name, attempt),
@@ -394,6 +394,7 @@ mod tests {
             node_name: "node1".into(),
             node_ip: Some("198.18.0.1".into()),
             pod_logs_dir: "/var/log/pods".into(),
+            pods_dir: "/var/lib/kubelet/pods".into(),
             dns: NodeDns::default(),
         }
     }
@@ -464,10 +465,15 @@ mod tests {
     #[test]
     fn unsupported_features_are_refused_by_name() {
         let p = pod(
-            "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {}\n",
+            "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {medium: Memory}\n",
         );
         let e = container_config(&p, &p.spec().containers[0], 0, &node(), "").unwrap_err();
-        assert!(e.message.contains("volumeMount of volume \"data\""), "{e}");
+        assert!(e.message.contains("volume \"data\": emptyDir with medium Memory"), "{e}");
+        let p = pod(
+            "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {}\n",
+        );
+        let c = container_config(&p, &p.spec().containers[0], 0, &node(), "").unwrap();
+        assert!(c.mounts[0].host_path.ends_with("/volumes/kubernetes.io~empty-dir/data"));
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    env:\n    - name: S\n      valueFrom: {secretKeyRef: {name: s, key: k}}\n",
         );

@@ -325,6 +325,16 @@ impl Worker {
             },
         };
         self.retry_after = None;
+        if let Err(e) = crate::volume::prepare(desired.spec(), &node.pods_dir, &desired.uid.0) {
+            tracing::warn!(pod = %name, error = %e, "cannot prepare volumes");
+            for s in &plan.start_containers {
+                self.waiting.insert(
+                    s.name.clone(),
+                    waiting("CreateContainerConfigError", format!("preparing volumes: {e}")),
+                );
+            }
+            return;
+        }
 
         let results = join_all(plan.start_containers.iter().map(|s| {
             start_container(
@@ -430,6 +440,9 @@ impl Worker {
             {
                 tracing::warn!(pod = %name, container = %c.name, error = %e, "remove container");
             }
+        }
+        if let Err(e) = crate::volume::remove_pod_dir(&self.ctx.node.pods_dir, &self.uid.0) {
+            tracing::warn!(pod = %name, error = %e, "cannot remove the pod's volume directory");
         }
         tracing::info!(pod = %name, took_ms = started.elapsed().as_millis() as u64, "pod stopped and removed");
     }
