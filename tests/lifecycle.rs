@@ -130,3 +130,34 @@ async fn containers_of_a_pod_share_files_through_an_empty_dir() {
     .await;
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_restart_gaps_grow_zero_ten_twenty_forty() {
+    let mut node = Node::new();
+    node.write_manifest("crashy.yaml", &pod_manifest("crashy", "exit 1", ""));
+    node.start_agent();
+    // Record each attempt's start and finish as the runtime reports them (older instances
+    // are garbage-collected, so they are sampled while they exist).
+    let mut seen: std::collections::BTreeMap<u32, (i64, i64)> = Default::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    while seen.get(&4).is_none_or(|(s, _)| *s == 0) {
+        assert!(std::time::Instant::now() < deadline, "attempt 4 never started: {seen:?}");
+        for c in node.cri.list_containers().await.unwrap() {
+            if let Ok(st) = node.cri.container_status(&c.id).await {
+                let attempt = st.metadata.as_ref().unwrap().attempt;
+                let e = seen.entry(attempt).or_default();
+                e.0 = e.0.max(st.started_at);
+                e.1 = e.1.max(st.finished_at);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let gap = |n: u32| (seen[&(n + 1)].0 - seen[&n].1) as f64 / 1e9;
+    let gaps: Vec<f64> = (0..4).map(gap).collect();
+    eprintln!("restart gaps (s): {gaps:?}");
+    assert!(gaps[0] < 4.0, "first restart not immediate: {gaps:?}");
+    assert!((9.0..15.0).contains(&gaps[1]), "second gap not ~10 s: {gaps:?}");
+    assert!((19.0..26.0).contains(&gaps[2]), "third gap not ~20 s: {gaps:?}");
+    assert!((39.0..47.0).contains(&gaps[3]), "fourth gap not ~40 s: {gaps:?}");
+    node.cleanup().await;
+}
