@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod pleg;
 pub mod pod;
 pub mod server;
+pub mod tls;
 pub mod view;
 pub mod volume;

@@ -315,6 +315,23 @@ fn serving_tls(src: Source, raw: &KubeletConfiguration) -> Result<ServingTls, Co
         min_version: non_empty(&raw.tls_min_version).map(str::to_owned),
         cipher_suites: raw.tls_cipher_suites.clone().unwrap_or_default(),
     };
+    // Weak or unknown TLS settings stop startup here, naming the field and the value.
+    crate::tls::TlsPolicy::from_config(tls.min_version.as_deref(), &tls.cipher_suites).map_err(
+        |e| match e {
+            crate::tls::TlsError::Refused {
+                field,
+                value,
+                reason,
+            } => src.insecure(field, format!("{value}: {reason}"), "4.2.12"),
+            other => src.invalid(
+                match &other {
+                    crate::tls::TlsError::Unknown { field, .. } => *field,
+                    _ => "tlsCipherSuites",
+                },
+                other.to_string(),
+            ),
+        },
+    )?;
     match (&tls.cert_file, &tls.private_key_file) {
         (Some(_), None) => Err(src.invalid(
             "tlsPrivateKeyFile",
@@ -705,6 +722,33 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn weak_tls_is_refused_with_cis_4_2_12() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ntlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_RSA_WITH_AES_128_CBC_SHA]\n",
+        )
+        .unwrap();
+        let flags = RunFlags {
+            config: Some(f.clone()),
+            hostname_override: Some("n".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains(&f.display().to_string()), "{e}");
+        assert!(e.contains("tlsCipherSuites") && e.contains("TLS_RSA_WITH_AES_128_CBC_SHA"), "{e}");
+        assert!(e.contains("4.2.12"), "{e}");
+        std::fs::write(
+            &f,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ntlsMinVersion: VersionTLS10\n",
+        )
+        .unwrap();
+        let e = Config::load(&flags).unwrap_err().to_string();
+        assert!(e.contains("tlsMinVersion") && e.contains("VersionTLS10"), "{e}");
     }
 
     #[test]
