@@ -302,6 +302,33 @@ impl Cri {
         })
     }
 
+    /// Runs a command in a running container and waits for it (probes and hooks). The
+    /// runtime enforces `timeout`; the call's own deadline adds it to the request timeout.
+    pub async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<api::ExecSyncResponse, CriError> {
+        let req = api::ExecSyncRequest {
+            container_id: container_id.into(),
+            cmd,
+            timeout: i64::try_from(timeout.as_secs().max(1)).unwrap_or(i64::MAX),
+        };
+        self.call("ExecSync", timeout, self.runtime.clone().exec_sync(req))
+            .await
+    }
+
+    /// Asks the runtime to reopen a container's log file (after rotation).
+    pub async fn reopen_container_log(&self, container_id: &str) -> Result<(), CriError> {
+        let req = api::ReopenContainerLogRequest {
+            container_id: container_id.into(),
+        };
+        self.call("ReopenContainerLog", Duration::ZERO, self.runtime.clone().reopen_container_log(req))
+            .await
+            .map(drop)
+    }
+
     /// The image's status, or None when the runtime does not have it.
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
         let req = api::ImageStatusRequest {

@@ -550,6 +550,7 @@ mod tests {
             image_ref: "sha256:x".into(),
             hash: spec.map(container_hash),
             grace_seconds: None,
+            log_path: String::new(),
         }
     }
 

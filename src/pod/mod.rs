@@ -7,6 +7,7 @@ pub mod cri_config;
 pub mod dns;
 pub mod labels;
 pub mod lifecycle;
+pub mod log_rotation;
 pub mod manager;
 pub mod manifest;
 pub mod observed;

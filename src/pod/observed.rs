@@ -66,6 +66,8 @@ pub struct ObservedContainer {
     pub hash: Option<String>,
     /// The pod's terminationGracePeriodSeconds recorded at creation (for orphans).
     pub grace_seconds: Option<i64>,
+    /// Absolute path of the container's log file.
+    pub log_path: String,
 }
 
 impl ObservedContainer {
@@ -94,6 +96,7 @@ impl ObservedContainer {
                 .annotations
                 .get(labels::POD_TERMINATION_GRACE_PERIOD)
                 .and_then(|g| g.parse().ok()),
+            log_path: s.log_path.clone(),
         }
     }
 }

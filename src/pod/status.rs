@@ -440,6 +440,7 @@ mod tests {
             image_ref: "sha256:abc".into(),
             hash: None,
             grace_seconds: None,
+            log_path: String::new(),
         }
     }
 
