@@ -2,4 +2,5 @@
 //! The secure 10250 API comes with its own change; until then no port 10250 is opened at
 //! all (failing closed rather than serving anything unauthenticated).
 
+pub mod authz;
 pub mod healthz;

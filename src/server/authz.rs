@@ -1,0 +1,305 @@
+//! Authorization of kubelet API requests: the mapping of a request to the attributes a
+//! SubjectAccessReview would carry (upstream's rules, shared by the webhook authorizer), and
+//! the standalone policy used when there is no API server to ask.
+//!
+//! The standalone policy is data (format in policy/README.md): every rule names its users or
+//! groups, verbs and subresources explicitly, with a reason. There are no wildcards, so no
+//! file can express "allow everything".
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// What a request asks to do, in SubjectAccessReview terms. Resource is always `nodes`, the
+/// name is this node, the API group is "".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributes {
+    pub verb: &'static str,
+    /// The subresources to try in order; access is granted if any is allowed (upstream's
+    /// fine-grained checks with their fallback to `proxy`).
+    pub subresources: &'static [&'static str],
+}
+
+/// Upstream's method → verb mapping. HEAD is `get` (as the documentation says); methods
+/// upstream does not map get no verb and are refused before authorization.
+pub fn verb(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "GET" | "HEAD" => "get",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        "DELETE" => "delete",
+        _ => return None,
+    })
+}
+
+/// True when `path` is `prefix` or lies below it (`/stats` and `/stats/x`, not `/statsx`).
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Upstream's path → subresource mapping, with the fine-grained checks first.
+pub fn subresources(path: &str) -> &'static [&'static str] {
+    if under(path, "/stats") {
+        &["stats"]
+    } else if under(path, "/metrics") {
+        &["metrics"]
+    } else if under(path, "/logs") {
+        &["log"]
+    } else if under(path, "/checkpoint") {
+        &["checkpoint"]
+    } else if under(path, "/pods") || under(path, "/runningpods") {
+        &["pods", "proxy"]
+    } else if under(path, "/healthz") {
+        &["healthz", "proxy"]
+    } else if under(path, "/configz") {
+        &["configz", "proxy"]
+    } else {
+        &["proxy"]
+    }
+}
+
+pub fn attributes(method: &str, path: &str) -> Option<Attributes> {
+    Some(Attributes {
+        verb: verb(method)?,
+        subresources: subresources(path),
+    })
+}
+
+/// Who is asking, after authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+const VERBS: &[&str] = &["get", "create", "update", "patch", "delete"];
+const SUBRESOURCES: &[&str] = &[
+    "stats", "metrics", "log", "checkpoint", "pods", "healthz", "configz", "proxy",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PolicyFile {
+    api_version: String,
+    kind: String,
+    rules: Vec<RuleFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    name: String,
+    reason: String,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    verbs: Vec<String>,
+    subresources: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    name: String,
+    users: BTreeSet<String>,
+    groups: BTreeSet<String>,
+    verbs: BTreeSet<String>,
+    subresources: BTreeSet<String>,
+}
+
+pub const POLICY_API_VERSION: &str = "ironlet.dev/v1alpha1";
+pub const POLICY_KIND: &str = "StandaloneAuthorizationPolicy";
+const MAX_POLICY_BYTES: usize = 256 * 1024;
+
+/// The standalone authorizer.
+#[derive(Debug, Clone)]
+pub struct StandalonePolicy {
+    rules: Vec<Rule>,
+}
+
+/// A decision and the rule that made it (for the audit line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow { rule: String, subresource: &'static str },
+    Deny,
+}
+
+impl StandalonePolicy {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if bytes.len() > MAX_POLICY_BYTES {
+            return Err(format!("{}: larger than {MAX_POLICY_BYTES} bytes", path.display()));
+        }
+        let text = String::from_utf8(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and validates a policy (YAML or JSON).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let f: PolicyFile = serde_saphyr::from_str(text).map_err(|e| {
+            e.to_string().lines().take(3).collect::<Vec<_>>().join(" | ")
+        })?;
+        if f.api_version != POLICY_API_VERSION || f.kind != POLICY_KIND {
+            return Err(format!(
+                "apiVersion {:?}, kind {:?}: expected {POLICY_API_VERSION:?}, {POLICY_KIND:?}",
+                f.api_version, f.kind
+            ));
+        }
+        if f.rules.is_empty() {
+            return Err("rules: at least one rule is required".into());
+        }
+        let mut rules = Vec::new();
+        for (i, r) in f.rules.into_iter().enumerate() {
+            let at = |field: &str| format!("rules[{i}] ({:?}).{field}", r.name);
+            if r.name.trim().is_empty() {
+                return Err(format!("rules[{i}].name: required"));
+            }
+            if r.reason.trim().is_empty() {
+                return Err(format!("{}: every rule states why it exists", at("reason")));
+            }
+            if r.users.is_empty() && r.groups.is_empty() {
+                return Err(format!("{}: name at least one user or group", at("users")));
+            }
+            for (field, list) in [("users", &r.users), ("groups", &r.groups)] {
+                if let Some(bad) = list.iter().find(|u| u.is_empty() || u.contains('*')) {
+                    return Err(format!(
+                        "{}: {bad:?}: wildcards and empty names are not allowed; name principals explicitly",
+                        at(field)
+                    ));
+                }
+            }
+            if let Some(bad) = r.groups.iter().find(|g| *g == "system:unauthenticated") {
+                return Err(format!("{}: {bad:?} would admit anonymous callers", at("groups")));
+            }
+            for (field, list, known) in [("verbs", &r.verbs, VERBS), ("subresources", &r.subresources, SUBRESOURCES)] {
+                if list.is_empty() {
+                    return Err(format!("{}: at least one is required", at(field)));
+                }
+                if let Some(bad) = list.iter().find(|v| !known.contains(&v.as_str())) {
+                    return Err(format!("{}: {bad:?} is not one of {}", at(field), known.join(", ")));
+                }
+            }
+            rules.push(Rule {
+                name: r.name,
+                users: r.users.into_iter().collect(),
+                groups: r.groups.into_iter().collect(),
+                verbs: r.verbs.into_iter().collect(),
+                subresources: r.subresources.into_iter().collect(),
+            });
+        }
+        Ok(StandalonePolicy { rules })
+    }
+
+    pub fn decide(&self, user: &User, attrs: &Attributes) -> Decision {
+        for sub in attrs.subresources {
+            for r in &self.rules {
+                let who = r.users.contains(&user.name) || user.groups.iter().any(|g| r.groups.contains(g));
+                if who && r.verbs.contains(attrs.verb) && r.subresources.contains(*sub) {
+                    return Decision::Allow {
+                        rule: r.name.clone(),
+                        subresource: sub,
+                    };
+                }
+            }
+        }
+        Decision::Deny
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = "apiVersion: ironlet.dev/v1alpha1\nkind: StandaloneAuthorizationPolicy\nrules:\n- name: monitoring\n  reason: Prometheus scrapes metrics\n  users: [prometheus]\n  verbs: [get]\n  subresources: [metrics, healthz]\n- name: operators\n  reason: node operators read pods and logs\n  groups: [node-admins]\n  verbs: [get, create]\n  subresources: [pods, proxy, log]\n";
+
+    fn user(name: &str, groups: &[&str]) -> User {
+        User {
+            name: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn upstream_path_and_verb_mapping() {
+        assert_eq!(verb("GET"), Some("get"));
+        assert_eq!(verb("HEAD"), Some("get"));
+        assert_eq!(verb("POST"), Some("create"));
+        assert_eq!(verb("PUT"), Some("update"));
+        assert_eq!(verb("PATCH"), Some("patch"));
+        assert_eq!(verb("DELETE"), Some("delete"));
+        assert_eq!(verb("OPTIONS"), None);
+        assert_eq!(subresources("/stats/summary"), ["stats"]);
+        assert_eq!(subresources("/stats"), ["stats"]);
+        assert_eq!(subresources("/statsx"), ["proxy"]);
+        assert_eq!(subresources("/metrics/probes"), ["metrics"]);
+        assert_eq!(subresources("/logs/syslog"), ["log"]);
+        assert_eq!(subresources("/pods"), ["pods", "proxy"]);
+        assert_eq!(subresources("/runningpods/"), ["pods", "proxy"]);
+        assert_eq!(subresources("/healthz/ping"), ["healthz", "proxy"]);
+        assert_eq!(subresources("/configz"), ["configz", "proxy"]);
+        assert_eq!(subresources("/exec/ns/pod/c"), ["proxy"]);
+        assert_eq!(subresources("/containerLogs/ns/pod/c"), ["proxy"]);
+        assert_eq!(subresources("/checkpoint/ns/p/c"), ["checkpoint"]);
+    }
+
+    #[test]
+    fn standalone_policy_allows_only_what_it_names() {
+        let p = StandalonePolicy::parse(POLICY).unwrap();
+        let prom = user("prometheus", &["system:authenticated"]);
+        let get_metrics = attributes("GET", "/metrics").unwrap();
+        assert!(matches!(p.decide(&prom, &get_metrics), Decision::Allow { .. }));
+        assert_eq!(p.decide(&prom, &attributes("GET", "/pods").unwrap()), Decision::Deny);
+        assert_eq!(p.decide(&prom, &attributes("POST", "/metrics").unwrap()), Decision::Deny);
+        let admin = user("alice", &["node-admins"]);
+        // /pods: the fine-grained `pods` subresource allows it first.
+        assert_eq!(
+            p.decide(&admin, &attributes("GET", "/pods").unwrap()),
+            Decision::Allow {
+                rule: "operators".into(),
+                subresource: "pods"
+            }
+        );
+        // /healthz falls back to proxy, which operators have.
+        assert_eq!(
+            p.decide(&admin, &attributes("GET", "/healthz").unwrap()),
+            Decision::Allow {
+                rule: "operators".into(),
+                subresource: "proxy"
+            }
+        );
+        assert_eq!(p.decide(&admin, &attributes("DELETE", "/pods").unwrap()), Decision::Deny);
+        assert_eq!(p.decide(&user("mallory", &[]), &get_metrics), Decision::Deny);
+    }
+
+    #[test]
+    fn policies_that_could_allow_everyone_are_refused() {
+        let bad = [
+            (POLICY.replace("[prometheus]", "['*']"), "wildcards"),
+            (POLICY.replace("[node-admins]", "[system:unauthenticated]"), "anonymous"),
+            (POLICY.replace("verbs: [get]\n", "verbs: ['*']\n"), "not one of"),
+            (POLICY.replace("  reason: Prometheus scrapes metrics\n", "  reason: ''\n"), "why"),
+            (POLICY.replace("  users: [prometheus]\n", ""), "at least one user or group"),
+            (POLICY.replace("kind: StandaloneAuthorizationPolicy", "kind: Other"), "expected"),
+            (format!("{POLICY}  extra: 1\n"), "unknown field"),
+            ("apiVersion: ironlet.dev/v1alpha1\nkind: StandaloneAuthorizationPolicy\nrules: []\n".to_string(), "at least one rule"),
+        ];
+        for (text, needle) in bad {
+            let e = StandalonePolicy::parse(&text).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    #[test]
+    fn the_shipped_example_policy_is_valid() {
+        let text = include_str!("../../policy/standalone-authz.example.yaml");
+        super::StandalonePolicy::parse(text).unwrap();
+    }
+}
