@@ -102,6 +102,14 @@ pub async fn run(
             cluster_domain: config.cluster_domain.clone(),
         },
     };
+    let rotation_task = tokio::spawn(crate::pod::log_rotation::run(
+        cri.clone(),
+        snapshots.clone(),
+        crate::pod::log_rotation::RotationPolicy {
+            max_size: config.container_log_max_size,
+            max_files: config.container_log_max_files,
+        },
+    ));
     let ctx = Arc::new(WorkerContext {
         cri,
         node,
@@ -135,6 +143,7 @@ pub async fn run(
     source_task.abort();
     manager_task.abort();
     pleg_task.abort();
+    rotation_task.abort();
     if let Some(t) = healthz_task {
         t.abort();
     }

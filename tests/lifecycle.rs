@@ -161,3 +161,43 @@ async fn crash_loop_restart_gaps_grow_zero_ten_twenty_forty() {
     assert!((39.0..47.0).contains(&gaps[3]), "fourth gap not ~40 s: {gaps:?}");
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_logs_rotate_and_keep_at_most_max_files() {
+    let mut node = Node::with_config(
+        "healthzPort: 0\nruntimeRequestTimeout: 30s\ncontainerLogMaxSize: 4Ki\ncontainerLogMaxFiles: 3\n",
+    );
+    // About 2 KiB of output per second.
+    node.write_manifest(
+        "chatty.yaml",
+        &pod_manifest("chatty", "while true; do i=0; while [ $i -lt 20 ]; do echo 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123; i=$((i+1)); done; sleep 1; done", ""),
+    );
+    node.start_agent();
+    let sb = node.wait_running("chatty", &["main"], T).await;
+    let uid = sb.metadata.as_ref().unwrap().uid.clone();
+    let dir = node.logs().join(format!("default_chatty-{NODE}_{uid}/main"));
+    let files = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .map(|r| r.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // Three rotation periods (10 s each) at ~2 KiB/s past a 4 KiB limit.
+    let rotated = wait_for("two rotations", Duration::from_secs(60), || {
+        let d = dir.clone();
+        async move {
+            let f = files(&d);
+            (f.iter().filter(|n| n.starts_with("0.log.")).count() >= 2).then_some(f)
+        }
+    })
+    .await;
+    assert!(rotated.contains(&"0.log".to_string()), "{rotated:?}");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let f = files(&dir);
+    assert!(f.len() <= 3, "more than containerLogMaxFiles files: {f:?}");
+    // The live file keeps receiving output after rotation.
+    let live = read_file(&dir.join("0.log"));
+    assert!(live.contains("0123456789"), "live log empty after rotation");
+    node.cleanup().await;
+}

@@ -51,6 +51,8 @@ pub struct KubeletConfiguration {
     pub tls_private_key_file: Option<String>,
     pub tls_min_version: Option<String>,
     pub tls_cipher_suites: Option<Vec<String>>,
+    pub container_log_max_size: Option<String>,
+    pub container_log_max_files: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -123,6 +125,8 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "clusterDomain",
             "resolvConf",
             "maxPods",
+            "containerLogMaxSize",
+            "containerLogMaxFiles",
             "tlsCertFile",
             "tlsPrivateKeyFile",
             "tlsMinVersion",
@@ -212,8 +216,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "featureGates",
     "failSwapOn",
     "memorySwap",
-    "containerLogMaxSize",
-    "containerLogMaxFiles",
     "containerLogMaxWorkers",
     "containerLogMonitorInterval",
     "configMapAndSecretChangeDetectionStrategy",

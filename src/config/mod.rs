@@ -39,6 +39,9 @@ const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 const DEFAULT_POD_LOGS_DIR: &str = "/var/log/pods";
 const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 const DEFAULT_MAX_PODS: u32 = 110;
+/// Upstream: containerLogMaxSize 10Mi, containerLogMaxFiles 5.
+const DEFAULT_CONTAINER_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+const DEFAULT_CONTAINER_LOG_MAX_FILES: usize = 5;
 const HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 
 const fn secs(s: u64) -> Duration {
@@ -75,6 +78,10 @@ pub struct Config {
     /// (upstream: no host DNS for pods).
     pub resolv_conf: Option<PathBuf>,
     pub max_pods: u32,
+    /// Rotate a container's log past this size (bytes).
+    pub container_log_max_size: u64,
+    /// Log files kept per container, the live one included.
+    pub container_log_max_files: usize,
     pub verbosity: u8,
 }
 
@@ -199,6 +206,30 @@ impl Config {
                 })?,
         };
 
+        let container_log_max_size = match non_empty(&raw.container_log_max_size) {
+            None => DEFAULT_CONTAINER_LOG_MAX_SIZE,
+            Some(q) => crate::resources::quantity::parse_units(q)
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    src.invalid(
+                        "containerLogMaxSize",
+                        format!("{q:?} must be a positive quantity such as 10Mi"),
+                    )
+                })?,
+        };
+        let container_log_max_files = match raw.container_log_max_files {
+            None => DEFAULT_CONTAINER_LOG_MAX_FILES,
+            Some(n) if (2..=1000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(src.invalid(
+                    "containerLogMaxFiles",
+                    format!("{n} must be between 2 and 1000 (the live file counts)"),
+                ));
+            }
+        };
+
         Ok(Config {
             config_file: flags.config.clone(),
             node_name: node_name(flags.hostname_override.as_deref(), hostname)?,
@@ -238,6 +269,8 @@ impl Config {
             cluster_domain,
             resolv_conf,
             max_pods,
+            container_log_max_size,
+            container_log_max_files,
             verbosity: flags.v,
         })
     }
@@ -526,6 +559,8 @@ mod tests {
             cluster_domain: None,
             resolv_conf: Some("/etc/resolv.conf".into()),
             max_pods: 110,
+            container_log_max_size: 10 * 1024 * 1024,
+            container_log_max_files: 5,
             verbosity: 0,
         };
         assert_eq!(loaded.config, want);
