@@ -135,7 +135,28 @@ pub async fn run(
             })
         }
     };
-    let manager_task = tokio::spawn(Manager::new(ctx).run(desired_rx, event_rx));
+    let allocatable = match crate::resources::Capacity::measure(config.max_pods, 0, None) {
+        Ok(cap) => {
+            let a = crate::resources::allocatable(
+                &cap,
+                &crate::resources::Reserved::default(),
+                &crate::resources::Reserved::default(),
+                &crate::resources::HardEviction::default(),
+            );
+            tracing::info!(
+                cpu_milli = a.cpu_milli,
+                memory_bytes = a.memory_bytes,
+                pods = a.pods,
+                "node allocatable"
+            );
+            Some(a)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot measure node capacity; resource admission is off");
+            None
+        }
+    };
+    let manager_task = tokio::spawn(Manager::new(ctx, allocatable).run(desired_rx, event_rx));
 
     tracing::info!(node = %config.node_name, "ironlet running");
     shutdown.await;

@@ -109,16 +109,24 @@ async fn containers_of_a_pod_share_files_through_an_empty_dir() {
     node.start_agent();
     let sb = node.wait_running("share", &["writer", "reader"], T).await;
     let uid = sb.metadata.as_ref().unwrap().uid.clone();
-    let log = node.logs().join(format!("default_share-{NODE}_{uid}/reader/0.log"));
-    wait_for("reader sees the init container's and the writer's files", T, || {
-        let log = log.clone();
-        async move {
-            let l = read_file(&log);
-            (l.contains("seeded") && l.contains("from-writer")).then_some(())
-        }
-    })
+    let log = node
+        .logs()
+        .join(format!("default_share-{NODE}_{uid}/reader/0.log"));
+    wait_for(
+        "reader sees the init container's and the writer's files",
+        T,
+        || {
+            let log = log.clone();
+            async move {
+                let l = read_file(&log);
+                (l.contains("seeded") && l.contains("from-writer")).then_some(())
+            }
+        },
+    )
     .await;
-    let dir = node.root().join(format!("pods/{uid}/volumes/kubernetes.io~empty-dir/scratch"));
+    let dir = node.root().join(format!(
+        "pods/{uid}/volumes/kubernetes.io~empty-dir/scratch"
+    ));
     assert_eq!(read_file(&dir.join("msg")), "from-writer\n");
 
     // Removing the pod removes its volume directory too.
@@ -141,7 +149,10 @@ async fn crash_loop_restart_gaps_grow_zero_ten_twenty_forty() {
     let mut seen: std::collections::BTreeMap<u32, (i64, i64)> = Default::default();
     let deadline = std::time::Instant::now() + Duration::from_secs(150);
     while seen.get(&4).is_none_or(|(s, _)| *s == 0) {
-        assert!(std::time::Instant::now() < deadline, "attempt 4 never started: {seen:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "attempt 4 never started: {seen:?}"
+        );
         for c in node.cri.list_containers().await.unwrap() {
             if let Ok(st) = node.cri.container_status(&c.id).await {
                 let attempt = st.metadata.as_ref().unwrap().attempt;
@@ -156,9 +167,18 @@ async fn crash_loop_restart_gaps_grow_zero_ten_twenty_forty() {
     let gaps: Vec<f64> = (0..4).map(gap).collect();
     eprintln!("restart gaps (s): {gaps:?}");
     assert!(gaps[0] < 4.0, "first restart not immediate: {gaps:?}");
-    assert!((9.0..15.0).contains(&gaps[1]), "second gap not ~10 s: {gaps:?}");
-    assert!((19.0..26.0).contains(&gaps[2]), "third gap not ~20 s: {gaps:?}");
-    assert!((39.0..47.0).contains(&gaps[3]), "fourth gap not ~40 s: {gaps:?}");
+    assert!(
+        (9.0..15.0).contains(&gaps[1]),
+        "second gap not ~10 s: {gaps:?}"
+    );
+    assert!(
+        (19.0..26.0).contains(&gaps[2]),
+        "third gap not ~20 s: {gaps:?}"
+    );
+    assert!(
+        (39.0..47.0).contains(&gaps[3]),
+        "fourth gap not ~40 s: {gaps:?}"
+    );
     node.cleanup().await;
 }
 
@@ -175,10 +195,16 @@ async fn container_logs_rotate_and_keep_at_most_max_files() {
     node.start_agent();
     let sb = node.wait_running("chatty", &["main"], T).await;
     let uid = sb.metadata.as_ref().unwrap().uid.clone();
-    let dir = node.logs().join(format!("default_chatty-{NODE}_{uid}/main"));
+    let dir = node
+        .logs()
+        .join(format!("default_chatty-{NODE}_{uid}/main"));
     let files = |d: &std::path::Path| -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(d)
-            .map(|r| r.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|r| {
+                r.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -199,5 +225,53 @@ async fn container_logs_rotate_and_keep_at_most_max_files() {
     // The live file keeps receiving output after rotation.
     let live = read_file(&dir.join("0.log"));
     assert!(live.contains("0123456789"), "live log empty after rotation");
+    node.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_that_do_not_fit_are_rejected_never_half_started() {
+    let mut node = Node::new();
+    let huge = |name: &str, res: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'sleep 100']\n    resources:\n      requests: {{{res}}}\n"
+        )
+    };
+    node.write_manifest("mem.yaml", &huge("bigmem", "memory: 100Ti"));
+    node.write_manifest("cpu.yaml", &huge("bigcpu", "cpu: '5000'"));
+    node.write_manifest("ok.yaml", &huge("fits", "cpu: 10m, memory: 8Mi"));
+    node.start_agent();
+    node.wait_running("fits", &["main"], T).await;
+    let pods = wait_for("both rejections in the view", T, || async {
+        let pods = node.view_pods()?;
+        let failed = pods
+            .iter()
+            .filter(|p| p["status"]["phase"] == "Failed")
+            .count();
+        (failed == 2).then_some(pods)
+    })
+    .await;
+    let get = |n: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["name"] == format!("{n}-{NODE}"))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(get("bigmem")["status"]["reason"], "OutOfmemory");
+    assert!(
+        get("bigmem")["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("memory")
+    );
+    assert_eq!(get("bigcpu")["status"]["reason"], "OutOfcpu");
+    assert_eq!(get("fits")["status"]["qosClass"], "Burstable");
+    let table = node.cli(&["pods"]);
+    assert!(
+        table.contains("OutOfmemory") && table.contains("OutOfcpu"),
+        "{table}"
+    );
+    // Nothing was created for the rejected pods.
+    let sandboxes = node.cri.list_pod_sandbox().await.unwrap();
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
     node.cleanup().await;
 }

@@ -13,25 +13,32 @@ use tokio::sync::mpsc;
 use super::worker::{self, WorkerContext, WorkerHandle, WorkerMsg};
 use super::{DesiredPod, PodFullName, PodUid};
 use crate::pleg::PlegEvent;
+use crate::resources::{Allocatable, PodResources, Rejection, admit};
 
 struct Entry {
     handle: WorkerHandle,
     full_name: Option<PodFullName>,
     terminating: bool,
+    /// What the pod requests, while it counts against allocatable (admitted, not ending).
+    admitted: Option<PodResources>,
 }
 
 pub struct Manager {
     ctx: Arc<WorkerContext>,
+    /// What pods may request in total; None when the node could not be measured (then only
+    /// the pod count is not checked either, and the agent said so at start).
+    allocatable: Option<Allocatable>,
     workers: HashMap<PodUid, Entry>,
     finished_tx: mpsc::UnboundedSender<PodUid>,
     finished_rx: mpsc::UnboundedReceiver<PodUid>,
 }
 
 impl Manager {
-    pub fn new(ctx: Arc<WorkerContext>) -> Self {
+    pub fn new(ctx: Arc<WorkerContext>, allocatable: Option<Allocatable>) -> Self {
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         Manager {
             ctx,
+            allocatable,
             workers: HashMap::new(),
             finished_tx,
             finished_rx,
@@ -75,6 +82,7 @@ impl Manager {
         for (uid, entry) in &mut self.workers {
             if !wanted.contains(uid) && !entry.terminating {
                 entry.terminating = true;
+                entry.admitted = None;
                 let _ = entry.handle.tx.send(WorkerMsg::Terminate(None));
             }
         }
@@ -93,6 +101,13 @@ impl Manager {
                 .collect();
             let uid = d.uid.clone();
             let full_name = d.full_name.clone();
+            let (admitted, rejected) = match self.admit(&d) {
+                Ok(r) => (Some(r), None),
+                Err(rej) => {
+                    tracing::warn!(pod = %full_name, pod_uid = %uid, reason = rej.reason, message = %rej.message, "pod rejected at admission");
+                    (None, Some(rej))
+                }
+            };
             tracing::info!(pod = %full_name, pod_uid = %uid, waits_for = after.len(), "adding pod");
             let handle = worker::spawn(
                 Arc::clone(&self.ctx),
@@ -100,6 +115,7 @@ impl Manager {
                 Some(d),
                 after,
                 self.finished_tx.clone(),
+                rejected,
             );
             self.workers.insert(
                 uid,
@@ -107,9 +123,23 @@ impl Manager {
                     handle,
                     full_name: Some(full_name),
                     terminating: false,
+                    admitted,
                 },
             );
         }
+    }
+
+    /// Upstream's resource admission: the pod must fit beside the pods already admitted.
+    fn admit(&self, d: &DesiredPod) -> Result<PodResources, Rejection> {
+        let resources = PodResources::from_spec(d.spec(), true).map_err(|e| Rejection {
+            reason: "UnexpectedAdmissionError",
+            message: e.to_string(),
+        })?;
+        if let Some(alloc) = &self.allocatable {
+            let running = self.workers.values().filter_map(|e| e.admitted.as_ref());
+            admit(&resources, running, alloc)?;
+        }
+        Ok(resources)
     }
 
     fn on_event(&mut self, ev: PlegEvent) {
@@ -167,6 +197,7 @@ impl Manager {
             None,
             Vec::new(),
             self.finished_tx.clone(),
+            None,
         );
         self.workers.insert(
             uid,
@@ -174,6 +205,7 @@ impl Manager {
                 handle,
                 full_name,
                 terminating: true,
+                admitted: None,
             },
         );
     }

@@ -7,7 +7,6 @@ use k8s_openapi::api::core::v1::{
     ContainerState as K8sState, ContainerStateRunning, ContainerStateTerminated,
     ContainerStateWaiting, ContainerStatus, PodCondition, PodIP, PodSpec, PodStatus,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
@@ -308,50 +307,18 @@ pub fn phase(spec: &PodSpec, statuses: &[ContainerStatus]) -> &'static str {
     "Pending"
 }
 
-/// QoS class by upstream's rules: only cpu and memory count, zero quantities are ignored.
+/// QoS class by upstream's rules (computed in `resources`, where the quantities are parsed).
 pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let mut any = false;
-    let mut guaranteed = true;
-    let all = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten());
-    for c in all {
-        let res = c.resources.as_ref();
-        let requests = res.and_then(|r| r.requests.as_ref());
-        let limits = res.and_then(|r| r.limits.as_ref());
-        for name in ["cpu", "memory"] {
-            let req = requests.and_then(|m| m.get(name)).filter(|q| !is_zero(q));
-            let lim = limits.and_then(|m| m.get(name)).filter(|q| !is_zero(q));
-            if req.is_some() || lim.is_some() {
-                any = true;
-            }
-            match (req, lim) {
-                (_, None) => guaranteed = false,
-                (Some(r), Some(l)) if r != l => guaranteed = false,
-                _ => {}
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
-fn is_zero(q: &Quantity) -> bool {
-    let s = q.0.trim();
-    !s.is_empty()
-        && s.trim_start_matches(['0', '.'])
-            .chars()
-            .all(|c| !c.is_ascii_digit())
+    crate::resources::PodResources::from_spec(spec, true)
+        .map(|r| r.qos.as_str())
+        .unwrap_or("BestEffort")
 }
 
 /// How a terminated or waiting pod reads in `kubectl get pods`' STATUS column.
 pub fn display_status(status: &PodStatus) -> String {
+    if let Some(r) = status.reason.as_ref().filter(|r| !r.is_empty()) {
+        return r.clone();
+    }
     let mut reason = status.phase.clone().unwrap_or_else(|| "Unknown".into());
     let inits = status
         .init_container_statuses

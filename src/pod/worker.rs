@@ -17,6 +17,7 @@ use super::status::{self, StatusContext};
 use super::{DesiredPod, PodUid};
 use crate::cri::{Cri, CriError};
 use crate::pleg::Snapshot;
+use crate::resources::Rejection;
 
 /// Upstream's back-off after a failed pod sync (sandbox creation).
 const SYNC_ERROR_BACKOFF: Duration = Duration::from_secs(10);
@@ -66,6 +67,7 @@ pub fn spawn(
     desired: Option<DesiredPod>,
     after: Vec<watch::Receiver<bool>>,
     finished: mpsc::UnboundedSender<PodUid>,
+    rejected: Option<Rejection>,
 ) -> WorkerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
@@ -81,6 +83,7 @@ pub fn spawn(
         last_status: None,
         start_time: now_nanos(),
         retry_after: None,
+        rejected,
     };
     tokio::spawn(async move {
         let ended = worker.run(rx, after).await;
@@ -113,6 +116,8 @@ struct Worker {
     start_time: i64,
     /// No new sandbox attempt before this (after a failed one).
     retry_after: Option<Instant>,
+    /// Refused at admission: the pod is Failed and nothing is ever created for it.
+    rejected: Option<Rejection>,
 }
 
 impl Worker {
@@ -129,6 +134,9 @@ impl Worker {
         mut rx: mpsc::UnboundedReceiver<WorkerMsg>,
         after: Vec<watch::Receiver<bool>>,
     ) -> bool {
+        if self.rejected.is_some() {
+            return self.run_rejected(rx).await;
+        }
         for mut prev in after {
             self.report(None);
             loop {
@@ -204,6 +212,35 @@ impl Worker {
             }
             while let Ok(m) = rx.try_recv() {
                 self.apply(m);
+            }
+        }
+    }
+
+    /// A rejected pod: report Failed with the admission reason until it is removed.
+    async fn run_rejected(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>) -> bool {
+        if let (Some(d), Some(r)) = (&self.desired, &self.rejected) {
+            let mut pod = (*d.pod).clone();
+            pod.status = Some(PodStatus {
+                phase: Some("Failed".into()),
+                reason: Some(r.reason.to_string()),
+                message: Some(r.message.clone()),
+                qos_class: Some(status::qos_class(d.spec()).into()),
+                start_time: status::time_from_nanos(self.start_time),
+                ..Default::default()
+            });
+            let _ = self
+                .ctx
+                .status
+                .send(StatusUpdate::Set(self.uid.clone(), Arc::new(pod)));
+        }
+        loop {
+            match rx.recv().await {
+                Some(WorkerMsg::Terminate(_)) => {
+                    let _ = self.ctx.status.send(StatusUpdate::Remove(self.uid.clone()));
+                    return true;
+                }
+                Some(m) => self.apply(m),
+                None => return false,
             }
         }
     }
@@ -330,7 +367,10 @@ impl Worker {
             for s in &plan.start_containers {
                 self.waiting.insert(
                     s.name.clone(),
-                    waiting("CreateContainerConfigError", format!("preparing volumes: {e}")),
+                    waiting(
+                        "CreateContainerConfigError",
+                        format!("preparing volumes: {e}"),
+                    ),
                 );
             }
             return;
