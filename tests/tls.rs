@@ -25,7 +25,8 @@ impl Pki {
     }
 
     fn leaf(&self, cn: &str, sans: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         p.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().unwrap();
         let cert = p.signed_by(&key, &self.ca).unwrap();
@@ -43,7 +44,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Serves one connection: echoes the peer certificate count and the negotiated suite.
-async fn serve(cfg: rustls::ServerConfig) -> (u16, tokio::task::JoinHandle<Result<String, String>>) {
+async fn serve(
+    cfg: rustls::ServerConfig,
+) -> (u16, tokio::task::JoinHandle<Result<String, String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let acceptor = TlsAcceptor::from(Arc::new(cfg));
@@ -57,7 +60,9 @@ async fn serve(cfg: rustls::ServerConfig) -> (u16, tokio::task::JoinHandle<Resul
             conn.negotiated_cipher_suite().map(|s| s.suite()),
             conn.protocol_version()
         );
-        tls.write_all(info.as_bytes()).await.map_err(|e| e.to_string())?;
+        tls.write_all(info.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         tls.shutdown().await.map_err(|e| e.to_string())?;
         Ok(info)
     });
@@ -65,14 +70,18 @@ async fn serve(cfg: rustls::ServerConfig) -> (u16, tokio::task::JoinHandle<Resul
 }
 
 async fn connect(port: u16, client: ClientConfig) -> Result<String, String> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
     let name = ServerName::try_from("localhost").unwrap();
     let mut tls = TlsConnector::from(Arc::new(client))
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())?;
     let mut out = String::new();
-    tls.read_to_string(&mut out).await.map_err(|e| e.to_string())?;
+    tls.read_to_string(&mut out)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(out)
 }
 
@@ -114,16 +123,32 @@ async fn tls13_only_server_refuses_a_tls12_client() {
 async fn tls12_negotiates_only_configured_aead_suites() {
     let pki = Pki::new("ca");
     let (cert, key) = pki.leaf("node", &["localhost"]);
-    let policy = TlsPolicy::from_config(None, &["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".into()]).unwrap();
+    let policy =
+        TlsPolicy::from_config(None, &["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384".into()]).unwrap();
     // A TLS 1.2 client offering only a suite the policy left out: no handshake.
-    let (port, _server) = serve(policy.server_config(vec![cert.clone()], key.clone_key(), None).unwrap()).await;
-    let only_128 = vec![rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
-    let r = connect(port, client(&pki, &[&rustls::version::TLS12], Some(only_128), None)).await;
+    let (port, _server) = serve(
+        policy
+            .server_config(vec![cert.clone()], key.clone_key(), None)
+            .unwrap(),
+    )
+    .await;
+    let only_128 =
+        vec![rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+    let r = connect(
+        port,
+        client(&pki, &[&rustls::version::TLS12], Some(only_128), None),
+    )
+    .await;
     assert!(r.is_err(), "{r:?}");
     // The configured suite works, over TLS 1.2.
     let (port, server) = serve(policy.server_config(vec![cert], key, None).unwrap()).await;
-    let r = connect(port, client(&pki, &[&rustls::version::TLS12], None, None)).await.unwrap();
-    assert!(r.contains("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384") && r.contains("TLSv1_2"), "{r}");
+    let r = connect(port, client(&pki, &[&rustls::version::TLS12], None, None))
+        .await
+        .unwrap();
+    assert!(
+        r.contains("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384") && r.contains("TLSv1_2"),
+        "{r}"
+    );
     server.await.unwrap().unwrap();
 }
 
@@ -133,25 +158,43 @@ async fn client_certificates_are_optional_but_never_unverified() {
     let stranger = Pki::new("other-ca");
     let (cert, key) = pki.leaf("node", &["localhost"]);
     let policy = TlsPolicy::from_config(None, &[]).unwrap();
-    let cfg = || policy.server_config(vec![cert.clone()], key.clone_key(), Some(&[pki.ca_der()])).unwrap();
+    let cfg = || {
+        policy
+            .server_config(vec![cert.clone()], key.clone_key(), Some(&[pki.ca_der()]))
+            .unwrap()
+    };
 
     // No certificate: the handshake completes (a bearer token may follow).
     let (port, server) = serve(cfg()).await;
-    let r = connect(port, client(&pki, &[&rustls::version::TLS13], None, None)).await.unwrap();
+    let r = connect(port, client(&pki, &[&rustls::version::TLS13], None, None))
+        .await
+        .unwrap();
     assert!(r.starts_with("certs=0"), "{r}");
     server.await.unwrap().unwrap();
 
     // A certificate from the trusted CA is verified and visible.
     let (port, server) = serve(cfg()).await;
     let good = pki.leaf("system:node:n1", &[]);
-    let r = connect(port, client(&pki, &[&rustls::version::TLS13], None, Some(good))).await.unwrap();
+    let r = connect(
+        port,
+        client(&pki, &[&rustls::version::TLS13], None, Some(good)),
+    )
+    .await
+    .unwrap();
     assert!(r.starts_with("certs=1"), "{r}");
     server.await.unwrap().unwrap();
 
     // A certificate from another CA is refused: presented-but-invalid is never anonymous.
     let (port, server) = serve(cfg()).await;
     let bad = stranger.leaf("mallory", &[]);
-    let _ = connect(port, client(&pki, &[&rustls::version::TLS13], None, Some(bad))).await;
+    let _ = connect(
+        port,
+        client(&pki, &[&rustls::version::TLS13], None, Some(bad)),
+    )
+    .await;
     let s = server.await.unwrap();
-    assert!(s.is_err(), "server accepted an unverifiable client certificate: {s:?}");
+    assert!(
+        s.is_err(),
+        "server accepted an unverifiable client certificate: {s:?}"
+    );
 }

@@ -775,7 +775,10 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
         };
         let e = Config::load(&flags).unwrap_err().to_string();
         assert!(e.contains(&f.display().to_string()), "{e}");
-        assert!(e.contains("tlsCipherSuites") && e.contains("TLS_RSA_WITH_AES_128_CBC_SHA"), "{e}");
+        assert!(
+            e.contains("tlsCipherSuites") && e.contains("TLS_RSA_WITH_AES_128_CBC_SHA"),
+            "{e}"
+        );
         assert!(e.contains("4.2.12"), "{e}");
         std::fs::write(
             &f,
@@ -783,7 +786,10 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
         )
         .unwrap();
         let e = Config::load(&flags).unwrap_err().to_string();
-        assert!(e.contains("tlsMinVersion") && e.contains("VersionTLS10"), "{e}");
+        assert!(
+            e.contains("tlsMinVersion") && e.contains("VersionTLS10"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -324,9 +324,13 @@ impl Cri {
         let req = api::ReopenContainerLogRequest {
             container_id: container_id.into(),
         };
-        self.call("ReopenContainerLog", Duration::ZERO, self.runtime.clone().reopen_container_log(req))
-            .await
-            .map(drop)
+        self.call(
+            "ReopenContainerLog",
+            Duration::ZERO,
+            self.runtime.clone().reopen_container_log(req),
+        )
+        .await
+        .map(drop)
     }
 
     /// The image's status, or None when the runtime does not have it.

@@ -269,8 +269,10 @@ pub fn container_config(
 ) -> Result<api::ContainerConfig, ConfigError> {
     let spec = pod.spec();
     crate::volume::check_supported(spec).map_err(|e| ConfigError { message: e.0 })?;
-    let mounts = crate::volume::mounts(spec, c, &node.pods_dir, &pod.uid.0)
-        .map_err(|e| ConfigError { message: format!("container {:?}: {}", c.name, e.0) })?;
+    let mounts =
+        crate::volume::mounts(spec, c, &node.pods_dir, &pod.uid.0).map_err(|e| ConfigError {
+            message: format!("container {:?}: {}", c.name, e.0),
+        })?;
     if c.volume_devices.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported(format!(
             "container {:?}: volumeDevices",
@@ -468,12 +470,20 @@ mod tests {
             "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {medium: Memory}\n",
         );
         let e = container_config(&p, &p.spec().containers[0], 0, &node(), "").unwrap_err();
-        assert!(e.message.contains("volume \"data\": emptyDir with medium Memory"), "{e}");
+        assert!(
+            e.message
+                .contains("volume \"data\": emptyDir with medium Memory"),
+            "{e}"
+        );
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {}\n",
         );
         let c = container_config(&p, &p.spec().containers[0], 0, &node(), "").unwrap();
-        assert!(c.mounts[0].host_path.ends_with("/volumes/kubernetes.io~empty-dir/data"));
+        assert!(
+            c.mounts[0]
+                .host_path
+                .ends_with("/volumes/kubernetes.io~empty-dir/data")
+        );
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    env:\n    - name: S\n      valueFrom: {secretKeyRef: {name: s, key: k}}\n",
         );

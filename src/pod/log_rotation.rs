@@ -105,7 +105,11 @@ pub async fn run(cri: Cri, snapshots: watch::Receiver<Arc<Snapshot>>, policy: Ro
         tick.tick().await;
         let snapshot = Arc::clone(&snapshots.borrow());
         for pod in snapshot.pods.values() {
-            for c in pod.containers.iter().filter(|c| c.state == ContainerState::Running) {
+            for c in pod
+                .containers
+                .iter()
+                .filter(|c| c.state == ContainerState::Running)
+            {
                 if !c.log_path.is_empty() {
                     rotate_one(&cri, &c.id, Path::new(&c.log_path), policy).await;
                 }

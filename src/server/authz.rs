@@ -79,7 +79,14 @@ pub struct User {
 
 const VERBS: &[&str] = &["get", "create", "update", "patch", "delete"];
 const SUBRESOURCES: &[&str] = &[
-    "stats", "metrics", "log", "checkpoint", "pods", "healthz", "configz", "proxy",
+    "stats",
+    "metrics",
+    "log",
+    "checkpoint",
+    "pods",
+    "healthz",
+    "configz",
+    "proxy",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -125,7 +132,10 @@ pub struct StandalonePolicy {
 /// A decision and the rule that made it (for the audit line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Allow { rule: String, subresource: &'static str },
+    Allow {
+        rule: String,
+        subresource: &'static str,
+    },
     Deny,
 }
 
@@ -133,7 +143,10 @@ impl StandalonePolicy {
     pub fn load(path: &Path) -> Result<Self, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if bytes.len() > MAX_POLICY_BYTES {
-            return Err(format!("{}: larger than {MAX_POLICY_BYTES} bytes", path.display()));
+            return Err(format!(
+                "{}: larger than {MAX_POLICY_BYTES} bytes",
+                path.display()
+            ));
         }
         let text = String::from_utf8(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -142,7 +155,11 @@ impl StandalonePolicy {
     /// Parses and validates a policy (YAML or JSON).
     pub fn parse(text: &str) -> Result<Self, String> {
         let f: PolicyFile = serde_saphyr::from_str(text).map_err(|e| {
-            e.to_string().lines().take(3).collect::<Vec<_>>().join(" | ")
+            e.to_string()
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
         })?;
         if f.api_version != POLICY_API_VERSION || f.kind != POLICY_KIND {
             return Err(format!(
@@ -174,14 +191,24 @@ impl StandalonePolicy {
                 }
             }
             if let Some(bad) = r.groups.iter().find(|g| *g == "system:unauthenticated") {
-                return Err(format!("{}: {bad:?} would admit anonymous callers", at("groups")));
+                return Err(format!(
+                    "{}: {bad:?} would admit anonymous callers",
+                    at("groups")
+                ));
             }
-            for (field, list, known) in [("verbs", &r.verbs, VERBS), ("subresources", &r.subresources, SUBRESOURCES)] {
+            for (field, list, known) in [
+                ("verbs", &r.verbs, VERBS),
+                ("subresources", &r.subresources, SUBRESOURCES),
+            ] {
                 if list.is_empty() {
                     return Err(format!("{}: at least one is required", at(field)));
                 }
                 if let Some(bad) = list.iter().find(|v| !known.contains(&v.as_str())) {
-                    return Err(format!("{}: {bad:?} is not one of {}", at(field), known.join(", ")));
+                    return Err(format!(
+                        "{}: {bad:?} is not one of {}",
+                        at(field),
+                        known.join(", ")
+                    ));
                 }
             }
             rules.push(Rule {
@@ -198,7 +225,8 @@ impl StandalonePolicy {
     pub fn decide(&self, user: &User, attrs: &Attributes) -> Decision {
         for sub in attrs.subresources {
             for r in &self.rules {
-                let who = r.users.contains(&user.name) || user.groups.iter().any(|g| r.groups.contains(g));
+                let who = r.users.contains(&user.name)
+                    || user.groups.iter().any(|g| r.groups.contains(g));
                 if who && r.verbs.contains(attrs.verb) && r.subresources.contains(*sub) {
                     return Decision::Allow {
                         rule: r.name.clone(),
@@ -252,9 +280,18 @@ mod tests {
         let p = StandalonePolicy::parse(POLICY).unwrap();
         let prom = user("prometheus", &["system:authenticated"]);
         let get_metrics = attributes("GET", "/metrics").unwrap();
-        assert!(matches!(p.decide(&prom, &get_metrics), Decision::Allow { .. }));
-        assert_eq!(p.decide(&prom, &attributes("GET", "/pods").unwrap()), Decision::Deny);
-        assert_eq!(p.decide(&prom, &attributes("POST", "/metrics").unwrap()), Decision::Deny);
+        assert!(matches!(
+            p.decide(&prom, &get_metrics),
+            Decision::Allow { .. }
+        ));
+        assert_eq!(
+            p.decide(&prom, &attributes("GET", "/pods").unwrap()),
+            Decision::Deny
+        );
+        assert_eq!(
+            p.decide(&prom, &attributes("POST", "/metrics").unwrap()),
+            Decision::Deny
+        );
         let admin = user("alice", &["node-admins"]);
         // /pods: the fine-grained `pods` subresource allows it first.
         assert_eq!(
@@ -272,8 +309,14 @@ mod tests {
                 subresource: "proxy"
             }
         );
-        assert_eq!(p.decide(&admin, &attributes("DELETE", "/pods").unwrap()), Decision::Deny);
-        assert_eq!(p.decide(&user("mallory", &[]), &get_metrics), Decision::Deny);
+        assert_eq!(
+            p.decide(&admin, &attributes("DELETE", "/pods").unwrap()),
+            Decision::Deny
+        );
+        assert_eq!(
+            p.decide(&user("mallory", &[]), &get_metrics),
+            Decision::Deny
+        );
     }
 
     #[test]

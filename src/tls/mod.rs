@@ -69,7 +69,8 @@ fn suite_by_name(name: &str) -> Option<SupportedCipherSuite> {
         "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
         "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"
+        | "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
             cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
         }
         "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305" | "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
@@ -108,7 +109,9 @@ impl TlsPolicy {
     /// whole allow-list. TLS 1.3 suites are always on (they are all AEAD), as in upstream.
     pub fn from_config(min_version: Option<&str>, suites: &[String]) -> Result<Self, TlsError> {
         let p = policy();
-        let min = min_version.filter(|v| !v.is_empty()).unwrap_or(&p.min_version.default);
+        let min = min_version
+            .filter(|v| !v.is_empty())
+            .unwrap_or(&p.min_version.default);
         if let Some(reason) = p.min_version.refused.get(min) {
             return Err(TlsError::Refused {
                 field: "tlsMinVersion",
@@ -120,7 +123,13 @@ impl TlsPolicy {
             return Err(TlsError::Unknown {
                 field: "tlsMinVersion",
                 value: min.into(),
-                allowed: p.min_version.allowed.keys().cloned().collect::<Vec<_>>().join(", "),
+                allowed: p
+                    .min_version
+                    .allowed
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let mut chosen: Vec<SupportedCipherSuite> = Vec::new();
@@ -145,13 +154,22 @@ impl TlsPolicy {
                 .ok_or_else(|| TlsError::Unknown {
                     field: "tlsCipherSuites",
                     value: name.into(),
-                    allowed: p.cipher_suites.keys().cloned().collect::<Vec<_>>().join(", "),
+                    allowed: p
+                        .cipher_suites
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })?;
             if !chosen.iter().any(|c| c.suite() == suite.suite()) {
                 chosen.push(suite);
             }
         }
-        for name in ["TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"] {
+        for name in [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ] {
             if let Some(s) = suite_by_name(name)
                 && !chosen.iter().any(|c| c.suite() == s.suite())
             {
@@ -183,11 +201,18 @@ impl TlsPolicy {
         static TLS13_ONLY: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
         static TLS12_AND_13: [&SupportedProtocolVersion; 2] =
             [&rustls::version::TLS13, &rustls::version::TLS12];
-        if self.tls13_only { &TLS13_ONLY } else { &TLS12_AND_13 }
+        if self.tls13_only {
+            &TLS13_ONLY
+        } else {
+            &TLS12_AND_13
+        }
     }
 
     pub fn suite_names(&self) -> Vec<String> {
-        self.suites.iter().map(|s| format!("{:?}", s.suite())).collect()
+        self.suites
+            .iter()
+            .map(|s| format!("{:?}", s.suite()))
+            .collect()
     }
 
     /// A server configuration: this policy, this identity, and client certificates
@@ -207,10 +232,11 @@ impl TlsPolicy {
                 for ca in cas {
                     roots.add(ca.clone())?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .allow_unauthenticated()
+                        .build()
+                        .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
@@ -253,13 +279,22 @@ mod tests {
     fn policy_file_is_valid_and_every_entry_is_implemented() {
         let p = policy();
         for name in p.cipher_suites.keys() {
-            assert!(suite_by_name(name).is_some(), "{name} in policy but not implemented");
+            assert!(
+                suite_by_name(name).is_some(),
+                "{name} in policy but not implemented"
+            );
         }
         for name in p.key_exchange_groups.keys() {
-            assert!(kx_by_name(name).is_some(), "{name} in policy but not implemented");
+            assert!(
+                kx_by_name(name).is_some(),
+                "{name} in policy but not implemented"
+            );
         }
         for name in p.refused_cipher_suites.keys() {
-            assert!(!p.cipher_suites.contains_key(name), "{name} both allowed and refused");
+            assert!(
+                !p.cipher_suites.contains_key(name),
+                "{name} both allowed and refused"
+            );
         }
         assert!(p.min_version.allowed.contains_key(&p.min_version.default));
     }
@@ -276,15 +311,27 @@ mod tests {
 
     #[test]
     fn weak_and_unknown_settings_are_refused_by_name() {
-        let e = TlsPolicy::from_config(Some("VersionTLS11"), &[]).unwrap_err().to_string();
-        assert!(e.contains("tlsMinVersion") && e.contains("VersionTLS11") && e.contains("4.2.12"), "{e}");
+        let e = TlsPolicy::from_config(Some("VersionTLS11"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tlsMinVersion") && e.contains("VersionTLS11") && e.contains("4.2.12"),
+            "{e}"
+        );
         let e = TlsPolicy::from_config(None, &["TLS_RSA_WITH_AES_128_GCM_SHA256".into()])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("tlsCipherSuites") && e.contains("no forward secrecy"), "{e}");
-        let e = TlsPolicy::from_config(None, &["TLS_MADE_UP".into()]).unwrap_err().to_string();
+        assert!(
+            e.contains("tlsCipherSuites") && e.contains("no forward secrecy"),
+            "{e}"
+        );
+        let e = TlsPolicy::from_config(None, &["TLS_MADE_UP".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a known name"), "{e}");
-        let e = TlsPolicy::from_config(Some("VersionTLS99"), &[]).unwrap_err().to_string();
+        let e = TlsPolicy::from_config(Some("VersionTLS99"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("VersionTLS99"), "{e}");
     }
 

@@ -71,7 +71,9 @@ pub fn check_supported(spec: &PodSpec) -> Result<(), VolumeError> {
 fn check_sub_path(sub: &str) -> Result<(), String> {
     let p = Path::new(sub);
     if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(format!("subPath {sub:?} must be relative and must not contain '..'"));
+        return Err(format!(
+            "subPath {sub:?} must be relative and must not contain '..'"
+        ));
     }
     Ok(())
 }
@@ -97,7 +99,9 @@ pub fn mounts(
             .iter()
             .flatten()
             .find(|v| &v.name == name)
-            .ok_or_else(|| VolumeError(format!("volumeMount {name:?}: no such volume in the pod")))?;
+            .ok_or_else(|| {
+                VolumeError(format!("volumeMount {name:?}: no such volume in the pod"))
+            })?;
         if volume_kind(v) != "emptyDir" {
             return Err(VolumeError(format!(
                 "volumeMount {name:?}: {} volumes are not supported by this ironlet version",
@@ -122,9 +126,17 @@ pub fn mounts(
 /// Creates the pod's emptyDir directories (mode 0777, as upstream, so any container user
 /// can write) and the subPath directories its containers mount.
 pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()> {
-    for v in spec.volumes.iter().flatten().filter(|v| v.empty_dir.is_some()) {
+    for v in spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| v.empty_dir.is_some())
+    {
         let dir = empty_dir_path(pods_dir, uid, &v.name);
-        std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
     }
     let all = spec
@@ -160,11 +172,19 @@ mod tests {
 
     #[test]
     fn empty_dir_mounts_use_the_upstream_layout() {
-        let s = spec("containers:\n- name: c\n  volumeMounts:\n  - {name: data, mountPath: /data}\n  - {name: data, mountPath: /sub, subPath: a/b, readOnly: true}\nvolumes:\n- name: data\n  emptyDir: {}\n");
+        let s = spec(
+            "containers:\n- name: c\n  volumeMounts:\n  - {name: data, mountPath: /data}\n  - {name: data, mountPath: /sub, subPath: a/b, readOnly: true}\nvolumes:\n- name: data\n  emptyDir: {}\n",
+        );
         let m = mounts(&s, &s.containers[0], Path::new("/r/pods"), "u1").unwrap();
-        assert_eq!(m[0].host_path, "/r/pods/u1/volumes/kubernetes.io~empty-dir/data");
+        assert_eq!(
+            m[0].host_path,
+            "/r/pods/u1/volumes/kubernetes.io~empty-dir/data"
+        );
         assert_eq!(m[0].container_path, "/data");
-        assert_eq!(m[1].host_path, "/r/pods/u1/volumes/kubernetes.io~empty-dir/data/a/b");
+        assert_eq!(
+            m[1].host_path,
+            "/r/pods/u1/volumes/kubernetes.io~empty-dir/data/a/b"
+        );
         assert!(m[1].readonly);
     }
 
@@ -174,7 +194,9 @@ mod tests {
         assert!(check_supported(&s).unwrap_err().0.contains("hostPath"));
         let s = spec("containers:\n- name: c\nvolumes:\n- name: m\n  emptyDir: {medium: Memory}\n");
         assert!(check_supported(&s).unwrap_err().0.contains("medium Memory"));
-        let s = spec("containers:\n- name: c\n  volumeMounts:\n  - {name: d, mountPath: /d, subPath: ../../etc}\nvolumes:\n- name: d\n  emptyDir: {}\n");
+        let s = spec(
+            "containers:\n- name: c\n  volumeMounts:\n  - {name: d, mountPath: /d, subPath: ../../etc}\nvolumes:\n- name: d\n  emptyDir: {}\n",
+        );
         let e = mounts(&s, &s.containers[0], Path::new("/r"), "u").unwrap_err();
         assert!(e.0.contains("'..'"), "{e}");
         let s = spec("containers:\n- name: c\n  volumeMounts:\n  - {name: nope, mountPath: /d}\n");
@@ -184,10 +206,15 @@ mod tests {
     #[test]
     fn prepare_and_remove_real_directories() {
         let root = tempfile::tempdir().unwrap();
-        let s = spec("containers:\n- name: c\n  volumeMounts:\n  - {name: d, mountPath: /d, subPath: x}\nvolumes:\n- name: d\n  emptyDir: {}\n");
+        let s = spec(
+            "containers:\n- name: c\n  volumeMounts:\n  - {name: d, mountPath: /d, subPath: x}\nvolumes:\n- name: d\n  emptyDir: {}\n",
+        );
         prepare(&s, root.path(), "u").unwrap();
         let dir = empty_dir_path(root.path(), "u", "d");
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o777);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o777
+        );
         assert!(dir.join("x").is_dir());
         remove_pod_dir(root.path(), "u").unwrap();
         assert!(!pod_dir(root.path(), "u").exists());
