@@ -91,11 +91,55 @@ pub async fn run(
     let (pleg, snapshots) = Pleg::new(cri.clone(), event_tx, Arc::clone(&health));
     let pleg_task = tokio::spawn(pleg.run());
 
+    let cgroups = Arc::new(crate::resources::PodCgroups::new(
+        crate::resources::Hierarchy::detect(),
+        crate::resources::CgroupLayout::new(&config.cgroup_root, config.cgroups_per_qos)
+            .map_err(|e| anyhow::anyhow!("cgroupRoot {:?}: {e}", config.cgroup_root))?,
+    ));
+    let capacity = crate::resources::Capacity::measure(config.max_pods, 0, None);
+    let allocatable = match &capacity {
+        Ok(cap) => {
+            let a = crate::resources::allocatable(
+                cap,
+                &crate::resources::Reserved::default(),
+                &crate::resources::Reserved::default(),
+                &crate::resources::HardEviction::default(),
+            );
+            tracing::info!(
+                cpu_milli = a.cpu_milli,
+                memory_bytes = a.memory_bytes,
+                pods = a.pods,
+                "node allocatable"
+            );
+            Some(a)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot measure node capacity; resource admission is off");
+            None
+        }
+    };
+    let node_limits = capacity.as_ref().ok().map(|cap| {
+        crate::resources::node_allocatable_limits(
+            cap,
+            &crate::resources::Reserved::default(),
+            &crate::resources::Reserved::default(),
+        )
+    });
+    cgroups
+        .ensure_qos_hierarchy(node_limits.as_ref())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot set up the kubepods cgroups under {:?}: {e}",
+                config.cgroup_root
+            )
+        })?;
     let node = NodeContext {
         node_name: config.node_name.clone(),
         node_ip: config.node_ip.map(|ip| ip.to_string()),
         pod_logs_dir: config.pod_logs_dir.clone(),
         pods_dir: config.root_dir.join("pods"),
+        memory_capacity: capacity.as_ref().map_or(0, |c| c.memory_bytes),
+        cpu_cfs_quota: config.cpu_cfs_quota,
         dns: NodeDns {
             host: host_dns(config.resolv_conf.as_deref()),
             cluster_dns: config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
@@ -112,6 +156,8 @@ pub async fn run(
     ));
     let ctx = Arc::new(WorkerContext {
         cri,
+        cgroups: Arc::clone(&cgroups),
+        pod_pids_limit: config.pod_pids_limit,
         node,
         runtime_name: version.runtime_name.clone(),
         snapshots,
@@ -133,27 +179,6 @@ pub async fn run(
                     desired_tx.closed().await;
                 }
             })
-        }
-    };
-    let allocatable = match crate::resources::Capacity::measure(config.max_pods, 0, None) {
-        Ok(cap) => {
-            let a = crate::resources::allocatable(
-                &cap,
-                &crate::resources::Reserved::default(),
-                &crate::resources::Reserved::default(),
-                &crate::resources::HardEviction::default(),
-            );
-            tracing::info!(
-                cpu_milli = a.cpu_milli,
-                memory_bytes = a.memory_bytes,
-                pods = a.pods,
-                "node allocatable"
-            );
-            Some(a)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot measure node capacity; resource admission is off");
-            None
         }
     };
     let manager_task = tokio::spawn(Manager::new(ctx, allocatable).run(desired_rx, event_rx));

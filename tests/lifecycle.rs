@@ -275,3 +275,105 @@ async fn pods_that_do_not_fit_are_rejected_never_half_started() {
     assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_cgroups_follow_qos_and_carry_the_limits() {
+    let mut node = Node::new();
+    node.write_manifest(
+        "gold.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gold\nspec:\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'while true; do sleep 1; done']\n    resources:\n      limits: {{cpu: 250m, memory: 64Mi}}\n"
+        ),
+    );
+    node.write_manifest(
+        "plain.yaml",
+        &pod_manifest("plain", "while true; do sleep 1; done", ""),
+    );
+    node.start_agent();
+    let gold = node.wait_running("gold", &["main"], T).await;
+    let plain = node.wait_running("plain", &["main"], T).await;
+    let gold_uid = gold.metadata.as_ref().unwrap().uid.clone();
+    let plain_uid = plain.metadata.as_ref().unwrap().uid.clone();
+
+    // Guaranteed: directly under kubepods, with the pod's limits written by ironlet.
+    let mem = node.cgroup_dir("memory", &format!("kubepods/pod{gold_uid}"));
+    assert_eq!(
+        read_file(&mem.join("memory.limit_in_bytes")).trim(),
+        "67108864"
+    );
+    let cpu = node.cgroup_dir("cpu,cpuacct", &format!("kubepods/pod{gold_uid}"));
+    let cpu = if cpu.exists() {
+        cpu
+    } else {
+        node.cgroup_dir("cpu", &format!("kubepods/pod{gold_uid}"))
+    };
+    assert_eq!(read_file(&cpu.join("cpu.cfs_quota_us")).trim(), "25000");
+    assert_eq!(read_file(&cpu.join("cpu.cfs_period_us")).trim(), "100000");
+    assert!(
+        !node
+            .cgroup_dir("memory", &format!("kubepods/burstable/pod{gold_uid}"))
+            .exists()
+    );
+    assert!(
+        !node
+            .cgroup_dir("memory", &format!("kubepods/besteffort/pod{gold_uid}"))
+            .exists()
+    );
+    // The container itself got the limit through the CRI.
+    let c = node.containers_in(&gold.id).await.remove(0);
+    let container_mem = mem.join(&c.id).join("memory.limit_in_bytes");
+    assert_eq!(
+        read_file(&container_mem).trim(),
+        "67108864",
+        "{}",
+        container_mem.display()
+    );
+
+    // BestEffort: under kubepods/besteffort.
+    assert!(
+        node.cgroup_dir("memory", &format!("kubepods/besteffort/pod{plain_uid}"))
+            .is_dir()
+    );
+    let pods = node.view_pods().unwrap();
+    let qos = |n: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["name"] == format!("{n}-{NODE}"))
+            .unwrap()["status"]["qosClass"]
+            .clone()
+    };
+    assert_eq!(qos("gold"), "Guaranteed");
+    assert_eq!(qos("plain"), "BestEffort");
+
+    // Removing the pod removes its cgroup.
+    node.remove_manifest("plain.yaml");
+    wait_for("pod cgroup removed", T, || {
+        let d = node.cgroup_dir("memory", &format!("kubepods/besteffort/pod{plain_uid}"));
+        async move { (!d.exists()).then_some(()) }
+    })
+    .await;
+    node.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_over_its_memory_limit_is_oom_killed() {
+    let mut node = Node::new();
+    node.write_manifest(
+        "hog.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hog\nspec:\n  restartPolicy: Never\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'tail /dev/zero']\n    resources:\n      limits: {{memory: 24Mi}}\n"
+        ),
+    );
+    node.start_agent();
+    let pod = wait_for("OOMKilled in the view", T, || async {
+        let p = node.view_pods()?.first()?.clone();
+        (p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "OOMKilled")
+            .then_some(p)
+    })
+    .await;
+    assert_eq!(pod["status"]["phase"], "Failed");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        137
+    );
+    node.cleanup().await;
+}

@@ -53,6 +53,12 @@ pub struct KubeletConfiguration {
     pub tls_cipher_suites: Option<Vec<String>>,
     pub container_log_max_size: Option<String>,
     pub container_log_max_files: Option<i64>,
+    pub cgroup_root: Option<String>,
+    #[serde(rename = "cgroupsPerQOS")]
+    pub cgroups_per_qos: Option<bool>,
+    pub pod_pids_limit: Option<i64>,
+    #[serde(rename = "cpuCFSQuota")]
+    pub cpu_cfs_quota: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -127,6 +133,10 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "maxPods",
             "containerLogMaxSize",
             "containerLogMaxFiles",
+            "cgroupRoot",
+            "cgroupsPerQOS",
+            "podPidsLimit",
+            "cpuCFSQuota",
             "tlsCertFile",
             "tlsPrivateKeyFile",
             "tlsMinVersion",
@@ -174,8 +184,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "volumeStatsAggPeriod",
     "kubeletCgroups",
     "systemCgroups",
-    "cgroupRoot",
-    "cgroupsPerQOS",
     "cgroupDriver",
     "cpuManagerPolicy",
     "singleProcessOOMKill",
@@ -189,9 +197,7 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "qosReserved",
     "hairpinMode",
     "podCIDR",
-    "podPidsLimit",
     "runOnce",
-    "cpuCFSQuota",
     "cpuCFSQuotaPeriod",
     "nodeStatusMaxImages",
     "maxOpenFiles",

@@ -82,6 +82,12 @@ pub struct Config {
     pub container_log_max_size: u64,
     /// Log files kept per container, the live one included.
     pub container_log_max_files: usize,
+    /// Parent of the kubepods hierarchy (cgroupfs names); "/" by default.
+    pub cgroup_root: String,
+    pub cgroups_per_qos: bool,
+    /// pids.max of every pod cgroup; -1 = unlimited (upstream default).
+    pub pod_pids_limit: i64,
+    pub cpu_cfs_quota: bool,
     pub verbosity: u8,
 }
 
@@ -271,6 +277,23 @@ impl Config {
             max_pods,
             container_log_max_size,
             container_log_max_files,
+            cgroup_root: match non_empty(&raw.cgroup_root) {
+                None => "/".into(),
+                Some(r) if r.starts_with('/') && !r.split('/').any(|c| c == "..") => r.to_owned(),
+                Some(r) => {
+                    return Err(src.invalid(
+                        "cgroupRoot",
+                        format!("{r:?} must be an absolute cgroup path without '..'"),
+                    ));
+                }
+            },
+            cgroups_per_qos: raw.cgroups_per_qos.unwrap_or(true),
+            pod_pids_limit: match raw.pod_pids_limit {
+                None => -1,
+                Some(n) if n < 0 => -1,
+                Some(n) => n,
+            },
+            cpu_cfs_quota: raw.cpu_cfs_quota.unwrap_or(true),
             verbosity: flags.v,
         })
     }
@@ -561,6 +584,10 @@ mod tests {
             max_pods: 110,
             container_log_max_size: 10 * 1024 * 1024,
             container_log_max_files: 5,
+            cgroup_root: "/".into(),
+            cgroups_per_qos: true,
+            pod_pids_limit: -1,
+            cpu_cfs_quota: true,
             verbosity: 0,
         };
         assert_eq!(loaded.config, want);

@@ -23,6 +23,9 @@ pub struct NodeContext {
     /// `<root-dir>/pods`: per-pod state such as emptyDir volumes.
     pub pods_dir: PathBuf,
     pub dns: NodeDns,
+    /// For Burstable oom_score_adj (upstream's formula needs node memory capacity).
+    pub memory_capacity: i64,
+    pub cpu_cfs_quota: bool,
 }
 
 /// A container configuration that cannot be built: the waiting reason and message.
@@ -99,7 +102,12 @@ fn hostname(pod: &DesiredPod) -> String {
     h
 }
 
-pub fn sandbox_config(pod: &DesiredPod, attempt: u32, node: &NodeContext) -> api::PodSandboxConfig {
+pub fn sandbox_config(
+    pod: &DesiredPod,
+    attempt: u32,
+    node: &NodeContext,
+    cgroup_parent: &str,
+) -> api::PodSandboxConfig {
     let spec = pod.spec();
     let psc = spec.security_context.as_ref();
     let port_mappings = spec
@@ -152,7 +160,7 @@ pub fn sandbox_config(pod: &DesiredPod, attempt: u32, node: &NodeContext) -> api
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         linux: Some(api::LinuxPodSandboxConfig {
-            cgroup_parent: String::new(),
+            cgroup_parent: cgroup_parent.to_string(),
             security_context: Some(api::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(spec)),
                 run_as_user: psc
@@ -280,6 +288,18 @@ pub fn container_config(
         )));
     }
     let env = environment(c, pod, node, pod_ip)?;
+    let pod_resources =
+        crate::resources::PodResources::from_spec(spec, true).map_err(|e| ConfigError {
+            message: e.to_string(),
+        })?;
+    let resources = pod_resources.container(&c.name).map(|cr| {
+        crate::resources::container_resources(
+            &pod_resources,
+            cr,
+            node.memory_capacity,
+            node.cpu_cfs_quota,
+        )
+    });
     let command = c
         .command
         .iter()
@@ -372,7 +392,7 @@ pub fn container_config(
         stdin_once: c.stdin_once.unwrap_or(false),
         tty: c.tty.unwrap_or(false),
         linux: Some(api::LinuxContainerConfig {
-            resources: None,
+            resources,
             security_context: Some(security_context),
         }),
         ..Default::default()
@@ -398,6 +418,8 @@ mod tests {
             pod_logs_dir: "/var/log/pods".into(),
             pods_dir: "/var/lib/kubelet/pods".into(),
             dns: NodeDns::default(),
+            memory_capacity: 8 << 30,
+            cpu_cfs_quota: true,
         }
     }
 
@@ -406,7 +428,11 @@ mod tests {
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    ports:\n    - containerPort: 80\n      hostPort: 8080\n",
         );
-        let s = sandbox_config(&p, 2, &node());
+        let s = sandbox_config(&p, 2, &node(), "/kubepods/besteffort/podx");
+        assert_eq!(
+            s.linux.as_ref().unwrap().cgroup_parent,
+            "/kubepods/besteffort/podx"
+        );
         let m = s.metadata.as_ref().unwrap();
         assert_eq!(
             (m.name.as_str(), m.namespace.as_str(), m.attempt),

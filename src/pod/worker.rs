@@ -27,6 +27,9 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Shared by all workers; read-only.
 pub struct WorkerContext {
     pub cri: Cri,
+    /// Pod cgroups (kubepods hierarchy), created before and removed after each sandbox.
+    pub cgroups: Arc<crate::resources::PodCgroups>,
+    pub pod_pids_limit: i64,
     pub node: NodeContext,
     /// The runtime's name, used in container IDs (`containerd://...`).
     pub runtime_name: String,
@@ -343,7 +346,49 @@ impl Worker {
             .create_sandbox
             .or_else(|| observed.latest_sandbox().map(|s| s.attempt))
             .unwrap_or(0);
-        let sandbox_config = cri_config::sandbox_config(&desired, sandbox_attempt, node);
+        let resources = match crate::resources::PodResources::from_spec(desired.spec(), true) {
+            Ok(r) => r,
+            Err(e) => {
+                for s in &plan.start_containers {
+                    self.waiting.insert(
+                        s.name.clone(),
+                        waiting("CreateContainerConfigError", e.to_string()),
+                    );
+                }
+                return;
+            }
+        };
+        let cgroup_parent = match self.ctx.cgroups.pod_cgroup_parent(&self.uid, resources.qos) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(pod = %name, error = %e, "pod cgroup");
+                return;
+            }
+        };
+        let sandbox_config =
+            cri_config::sandbox_config(&desired, sandbox_attempt, node, &cgroup_parent);
+        if plan.create_sandbox.is_some() {
+            let limits = crate::resources::pod_cgroup_limits(
+                &resources,
+                node.cpu_cfs_quota,
+                self.ctx.pod_pids_limit,
+            );
+            let cgroups = Arc::clone(&self.ctx.cgroups);
+            let (uid, qos) = (self.uid.clone(), resources.qos);
+            let created =
+                tokio::task::spawn_blocking(move || cgroups.create_pod_cgroup(&uid, qos, &limits))
+                    .await;
+            let problem = match created {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = problem {
+                tracing::warn!(pod = %name, error = %e, "cannot create the pod cgroup");
+                self.retry_after = Some(Instant::now() + SYNC_ERROR_BACKOFF);
+                return;
+            }
+        }
         let (sandbox_id, pod_ip) = match plan.create_sandbox {
             Some(_) => match self.create_sandbox(&sandbox_config).await {
                 Ok(v) => v,
@@ -480,6 +525,13 @@ impl Worker {
             {
                 tracing::warn!(pod = %name, container = %c.name, error = %e, "remove container");
             }
+        }
+        let cgroups = Arc::clone(&self.ctx.cgroups);
+        let uid = self.uid.clone();
+        match tokio::task::spawn_blocking(move || cgroups.remove_pod_cgroup(&uid)).await {
+            Ok(Err(e)) => tracing::warn!(pod = %name, error = %e, "cannot remove the pod cgroup"),
+            Err(e) => tracing::warn!(pod = %name, error = %e, "cannot remove the pod cgroup"),
+            Ok(Ok(())) => {}
         }
         if let Err(e) = crate::volume::remove_pod_dir(&self.ctx.node.pods_dir, &self.uid.0) {
             tracing::warn!(pod = %name, error = %e, "cannot remove the pod's volume directory");

@@ -40,6 +40,8 @@ pub struct Node {
     starts: u32,
     /// Points the agent at another socket path (e.g. one that does not exist yet).
     pub endpoint_override: Option<String>,
+    /// This node's private cgroupRoot, removed at cleanup.
+    pub cgroup_root: String,
 }
 
 impl Node {
@@ -75,7 +77,19 @@ impl Node {
         )
         .unwrap();
         let cri = Cri::new(&containerd.socket(), Duration::from_secs(30));
+        let cgroup_root = format!(
+            "/ironlet-it-{}-{}",
+            std::process::id(),
+            containerd.net_index()
+        );
+        if !extra.contains("cgroupRoot:") {
+            let cfg = dir.path().join("config.yaml");
+            let mut text = std::fs::read_to_string(&cfg).unwrap();
+            text.push_str(&format!("cgroupRoot: {cgroup_root}\n"));
+            std::fs::write(&cfg, text).unwrap();
+        }
         Node {
+            cgroup_root,
             containerd: Some(containerd),
             dir,
             cri,
@@ -285,12 +299,47 @@ impl Node {
         if let Some(c) = self.containerd.take() {
             c.stop().expect("containerd teardown");
         }
+        remove_cgroup_tree(&self.cgroup_root);
+    }
+
+    /// The directory of this node's cgroup `rel` (below cgroupRoot) in one v1 hierarchy.
+    pub fn cgroup_dir(&self, hierarchy: &str, rel: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(self.cgroup_root.trim_start_matches('/'))
+            .join(rel)
+    }
+}
+
+/// Removes a cgroup subtree in every mounted hierarchy, deepest first (best effort).
+pub fn remove_cgroup_tree(root: &str) {
+    fn rm(dir: &Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.filter_map(Result::ok) {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    if let Ok(hiers) = std::fs::read_dir("/sys/fs/cgroup") {
+        for h in hiers.filter_map(Result::ok) {
+            let d = h.path().join(root.trim_start_matches('/'));
+            if d.is_dir() {
+                rm(&d);
+            }
+        }
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill_agent();
+        if let Some(c) = self.containerd.take() {
+            drop(c);
+            remove_cgroup_tree(&self.cgroup_root);
+        }
         // containerd's own Drop kills what is left and removes its state.
     }
 }
