@@ -12,6 +12,7 @@ pub mod crilog;
 pub mod metrics;
 pub mod pleg;
 pub mod pod;
+pub mod probe;
 pub mod resources;
 pub mod server;
 pub mod tls;
