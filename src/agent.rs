@@ -154,7 +154,10 @@ pub async fn run(
             max_files: config.container_log_max_files,
         },
     ));
+    let (probes, probe_updates) =
+        crate::probe::ProbeManager::new(Arc::new(crate::pod::probes::CriExec(cri.clone())));
     let ctx = Arc::new(WorkerContext {
+        probes,
         cri,
         cgroups: Arc::clone(&cgroups),
         pod_pids_limit: config.pod_pids_limit,
@@ -181,7 +184,8 @@ pub async fn run(
             })
         }
     };
-    let manager_task = tokio::spawn(Manager::new(ctx, allocatable).run(desired_rx, event_rx));
+    let manager_task =
+        tokio::spawn(Manager::new(ctx, allocatable).run(desired_rx, event_rx, probe_updates));
 
     tracing::info!(node = %config.node_name, "ironlet running");
     shutdown.await;

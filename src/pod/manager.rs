@@ -51,6 +51,7 @@ impl Manager {
         mut self,
         mut desired: mpsc::Receiver<Vec<DesiredPod>>,
         mut events: mpsc::Receiver<PlegEvent>,
+        mut probe_updates: mpsc::UnboundedReceiver<crate::probe::ProbeUpdate>,
     ) {
         let Some(first) = desired.recv().await else {
             return;
@@ -69,6 +70,11 @@ impl Manager {
                     None => return,
                 },
                 Some(ev) = events.recv() => self.on_event(ev),
+                Some(u) = probe_updates.recv() => {
+                    if let Some(e) = self.workers.get(&PodUid(u.key.pod_uid.clone())) {
+                        let _ = e.handle.tx.send(WorkerMsg::Probe(u));
+                    }
+                }
                 Some(uid) = self.finished_rx.recv() => {
                     self.workers.remove(&uid);
                 }

@@ -11,6 +11,7 @@ pub mod log_rotation;
 pub mod manager;
 pub mod manifest;
 pub mod observed;
+pub mod probes;
 pub mod source;
 pub mod status;
 pub mod worker;

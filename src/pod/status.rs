@@ -17,6 +17,9 @@ use super::observed::{ContainerState, ObservedContainer, ObservedPod, SandboxSta
 /// Inputs beyond the runtime state.
 #[derive(Debug, Clone, Default)]
 pub struct StatusContext<'a> {
+    /// Per container (ready, started) from its probes; a running container without probes
+    /// is both.
+    pub readiness: Option<&'a BTreeMap<String, (bool, bool)>>,
     /// Waiting reasons the worker decided (back-off, pull errors, create errors).
     pub waiting: Option<&'a BTreeMap<String, Waiting>>,
     /// The runtime's name for container IDs (`containerd://...`).
@@ -57,7 +60,12 @@ pub fn compute(
             let latest = observed.latest_container(&c.name);
             let previous = observed.previous_container(&c.name);
             let waiting = ctx.waiting.and_then(|w| w.get(&c.name));
-            container_status(c, latest, previous, waiting, has_init, runtime)
+            let mut st = container_status(c, latest, previous, waiting, has_init, runtime);
+            if let Some((ready, started)) = ctx.readiness.and_then(|r| r.get(&c.name)) {
+                st.ready = st.ready && *ready;
+                st.started = st.started.map(|s| s && *started);
+            }
+            st
         })
         .collect();
 

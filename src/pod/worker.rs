@@ -29,6 +29,8 @@ pub struct WorkerContext {
     pub cri: Cri,
     /// Pod cgroups (kubepods hierarchy), created before and removed after each sandbox.
     pub cgroups: Arc<crate::resources::PodCgroups>,
+    /// The one probe scheduler of the node.
+    pub probes: crate::probe::ProbeManager,
     pub pod_pids_limit: i64,
     pub node: NodeContext,
     /// The runtime's name, used in container IDs (`containerd://...`).
@@ -53,6 +55,8 @@ pub enum WorkerMsg {
     Terminate(Option<Duration>),
     /// The PLEG saw something change.
     Wake,
+    /// A probe's debounced result changed.
+    Probe(crate::probe::ProbeUpdate),
 }
 
 pub struct WorkerHandle {
@@ -87,6 +91,8 @@ pub fn spawn(
         start_time: now_nanos(),
         retry_after: None,
         rejected,
+        probes: super::probes::PodProbes::default(),
+        probe_kills: Vec::new(),
     };
     tokio::spawn(async move {
         let ended = worker.run(rx, after).await;
@@ -121,6 +127,9 @@ struct Worker {
     retry_after: Option<Instant>,
     /// Refused at admission: the pod is Failed and nothing is ever created for it.
     rejected: Option<Rejection>,
+    probes: super::probes::PodProbes,
+    /// Containers whose liveness or startup probe failed, to be killed next step.
+    probe_kills: Vec<super::probes::ProbeKill>,
 }
 
 impl Worker {
@@ -173,6 +182,40 @@ impl Worker {
                 && first.created_at > 0
             {
                 self.start_time = self.start_time.min(first.created_at);
+            }
+            // Probes follow the containers that run now; failed ones are killed first.
+            if self.terminate.is_none() {
+                if let Some(d) = &self.desired {
+                    let pod_ip = observed
+                        .as_ref()
+                        .and_then(|o| o.latest_sandbox())
+                        .and_then(|s| s.ip.clone())
+                        .or_else(|| self.ctx.node.node_ip.clone())
+                        .unwrap_or_default();
+                    self.probes.sync(
+                        &self.ctx.probes,
+                        &self.uid.0,
+                        &d.spec().containers,
+                        observed.as_deref(),
+                        &pod_ip,
+                    );
+                }
+            } else {
+                self.probes.clear(&self.ctx.probes, &self.uid.0);
+                self.probe_kills.clear();
+            }
+            if !self.probe_kills.is_empty() {
+                let grace = self
+                    .grace(observed.as_deref())
+                    .max(lifecycle::MIN_STOP_GRACE);
+                for k in std::mem::take(&mut self.probe_kills) {
+                    tracing::info!(pod = %self.name(), container = %k.container, reason = %k.reason, "killing container");
+                    if let Err(e) = self.ctx.cri.stop_container(&k.container_id, grace).await {
+                        tracing::warn!(pod = %self.name(), container = %k.container, error = %e, "stop container");
+                    }
+                }
+                self.last_action = Some(Instant::now());
+                continue;
             }
             let grace = self.grace(observed.as_deref());
             let desire = match (&self.terminate, &self.desired) {
@@ -262,6 +305,14 @@ impl Worker {
                 self.terminate = Some(grace);
             }
             WorkerMsg::Wake => {}
+            WorkerMsg::Probe(u) => {
+                let name = self.name();
+                if let Some(kill) = self.probes.update(u, &name)
+                    && self.terminate.is_none()
+                {
+                    self.probe_kills.push(kill);
+                }
+            }
         }
     }
 
@@ -283,7 +334,9 @@ impl Worker {
         let Some(desired) = &self.desired else {
             return;
         };
+        let readiness = self.probes.readiness(&desired.spec().containers);
         let ctx = StatusContext {
+            readiness: Some(&readiness),
             waiting: Some(&self.waiting),
             runtime_name: &self.ctx.runtime_name,
             host_ip: self.ctx.node.node_ip.as_deref(),
