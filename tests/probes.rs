@@ -117,3 +117,60 @@ async fn a_startup_probe_holds_liveness_back() {
     assert_eq!(cs["ready"], true);
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_stop_runs_before_sigterm_and_a_failing_post_start_kills() {
+    let mut node = Node::new();
+    node.write_manifest(
+        "hooks.yaml",
+        &pod(
+            "hooks",
+            "trap 'echo got-TERM; exit 0' TERM; echo started; while true; do sleep 0.2; done",
+            "    lifecycle:\n      preStop:\n        exec: {command: [sh, -c, 'echo prestop-ran > /proc/1/fd/1']}\n",
+        ),
+    );
+    node.write_manifest(
+        "badhook.yaml",
+        &pod(
+            "badhook",
+            "while true; do sleep 1; done",
+            "    lifecycle:\n      postStart:\n        exec: {command: [sh, -c, 'exit 3']}\n",
+        ),
+    );
+    node.start_agent();
+    let sb = node.wait_running("hooks", &["main"], T).await;
+    let uid = sb.metadata.as_ref().unwrap().uid.clone();
+    let log = node
+        .logs()
+        .join(format!("default_hooks-{NODE}_{uid}/main/0.log"));
+    wait_for("container started", T, || {
+        let log = log.clone();
+        async move { read_file(&log).contains("started").then_some(()) }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    node.remove_manifest("hooks.yaml");
+    let text = wait_for("preStop and SIGTERM recorded", T, || {
+        let log = log.clone();
+        async move {
+            let t = read_file(&log);
+            t.contains("got-TERM").then_some(t)
+        }
+    })
+    .await;
+    let pre = text.find("prestop-ran").expect("preStop output in the log");
+    let term = text.find("got-TERM").unwrap();
+    assert!(pre < term, "SIGTERM came before preStop:\n{text}");
+
+    // The failing postStart hook kills its container every time it starts.
+    wait_for("postStart failure restarts the container", T, || async {
+        let pods = node.view_pods()?;
+        let p = pods
+            .iter()
+            .find(|p| p["metadata"]["name"] == format!("badhook-{NODE}"))?;
+        (p["status"]["containerStatuses"][0]["restartCount"].as_i64()? >= 1).then_some(())
+    })
+    .await;
+    assert!(node.agent_log(1).contains("FailedPostStartHook"));
+    node.cleanup().await;
+}

@@ -104,6 +104,15 @@ pub fn spawn(
     WorkerHandle { tx, done: done_rx }
 }
 
+/// The pod IP of the newest ready sandbox ("" when none).
+fn pod_ip_of(observed: &ObservedPod) -> String {
+    observed
+        .latest_sandbox()
+        .filter(|s| s.state == SandboxState::Ready)
+        .and_then(|s| s.ip.clone())
+        .unwrap_or_default()
+}
+
 fn now_nanos() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -208,9 +217,19 @@ impl Worker {
                 let grace = self
                     .grace(observed.as_deref())
                     .max(lifecycle::MIN_STOP_GRACE);
+                let ip = observed.as_deref().map(pod_ip_of).unwrap_or_default();
                 for k in std::mem::take(&mut self.probe_kills) {
                     tracing::info!(pod = %self.name(), container = %k.container, reason = %k.reason, "killing container");
-                    if let Err(e) = self.ctx.cri.stop_container(&k.container_id, grace).await {
+                    let stopped = stop_container(
+                        &self.ctx.cri,
+                        self.desired.as_ref(),
+                        &k.container,
+                        &k.container_id,
+                        &ip,
+                        grace,
+                    )
+                    .await;
+                    if let Err(e) = stopped {
                         tracing::warn!(pod = %self.name(), container = %k.container, error = %e, "stop container");
                     }
                 }
@@ -369,9 +388,12 @@ impl Worker {
 
         let grace = self.grace(Some(observed)).max(lifecycle::MIN_STOP_GRACE);
         let name = &name;
+        let desired = self.desired.as_ref();
+        let ip = pod_ip_of(observed);
+        let ip = &ip;
         join_all(plan.kill_containers.iter().map(|k| async move {
             tracing::info!(pod = %name, container = %k.name, reason = %k.reason, "killing container");
-            if let Err(e) = cri.stop_container(&k.id, grace).await {
+            if let Err(e) = stop_container(cri, desired, &k.name, &k.id, ip, grace).await {
                 tracing::warn!(pod = %name, container = %k.name, error = %e, "stop container");
             }
         }))
@@ -545,11 +567,14 @@ impl Worker {
         let cri = &self.ctx.cri;
         let name = self.name();
         let started = Instant::now();
+        let desired = self.desired.as_ref();
+        let ip = pod_ip_of(observed);
         join_all(observed.running_containers().map(|c| {
             let name = &name;
+            let ip = &ip;
             async move {
                 tracing::info!(pod = %name, container = %c.name, grace_seconds = grace.as_secs(), "killing container");
-                if let Err(e) = cri.stop_container(&c.id, grace).await
+                if let Err(e) = stop_container(cri, desired, &c.name, &c.id, ip, grace).await
                     && !e.is_not_found()
                 {
                     tracing::warn!(pod = %name, container = %c.name, error = %e, "stop container");
@@ -670,5 +695,80 @@ async fn start_container(
         .map_err(|e| StartError::Other(waiting("CreateContainerError", e.to_string())))?;
     cri.start_container(&id)
         .await
-        .map_err(|e| StartError::Other(waiting("RunContainerError", e.to_string())))
+        .map_err(|e| StartError::Other(waiting("RunContainerError", e.to_string())))?;
+    // postStart runs right after the start; if it fails the container is killed, as upstream.
+    if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+        let grace = hook_grace(pod);
+        let outcome = run_hook(cri, hook, c, &id, pod_ip, grace).await;
+        if let Err(message) = outcome {
+            tracing::warn!(pod = %pod.full_name, container = %c.name, message = %message, "FailedPostStartHook");
+            if let Err(e) = cri.stop_container(&id, grace).await {
+                tracing::warn!(pod = %pod.full_name, container = %c.name, error = %e, "stop container");
+            }
+            return Err(StartError::Other(waiting(
+                "PostStartHookError",
+                format!("postStart hook failed: {message}"),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The pod's grace period, which also bounds its hooks (upstream bounds preStop by it).
+fn hook_grace(pod: &DesiredPod) -> Duration {
+    let secs = pod
+        .spec()
+        .termination_grace_period_seconds
+        .unwrap_or(30)
+        .max(0) as u64;
+    Duration::from_secs(secs).max(lifecycle::MIN_STOP_GRACE)
+}
+
+/// Runs a lifecycle hook (exec, httpGet or sleep) against a running container.
+async fn run_hook(
+    cri: &Cri,
+    hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+    c: &k8s_openapi::api::core::v1::Container,
+    container_id: &str,
+    pod_ip: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let handler = crate::probe::Handler::from_lifecycle(hook).map_err(|e| e.to_string())?;
+    let target = crate::probe::Target {
+        pod_ip: pod_ip.to_string(),
+        container_id: container_id.to_string(),
+        container: c.clone(),
+    };
+    let exec = super::probes::CriExec(cri.clone());
+    let outcome = crate::probe::run_handler(&handler, &target, &exec, timeout).await;
+    if outcome.result.is_success() {
+        Ok(())
+    } else {
+        Err(outcome.message)
+    }
+}
+
+/// Stops a container: its preStop hook first (within the grace period), then SIGTERM via
+/// StopContainer with what is left of the grace (at least 2 s), then SIGKILL by the runtime.
+async fn stop_container(
+    cri: &Cri,
+    pod: Option<&DesiredPod>,
+    container: &str,
+    container_id: &str,
+    pod_ip: &str,
+    grace: Duration,
+) -> Result<(), CriError> {
+    let spec_container = pod.and_then(|p| p.spec().containers.iter().find(|c| c.name == container));
+    let mut left = grace;
+    if let Some(c) = spec_container
+        && let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
+    {
+        let started = Instant::now();
+        if let Err(message) = run_hook(cri, hook, c, container_id, pod_ip, grace).await {
+            tracing::warn!(container, message = %message, "FailedPreStopHook");
+        }
+        left = grace.saturating_sub(started.elapsed());
+    }
+    cri.stop_container(container_id, left.max(lifecycle::MIN_STOP_GRACE))
+        .await
 }
