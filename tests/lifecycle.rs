@@ -377,3 +377,56 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     );
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_images_report_upstream_reasons_and_back_off() {
+    let mut node = Node::new();
+    let img = |name: &str, image: &str, policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  containers:\n  - name: main\n    image: {image}\n    imagePullPolicy: {policy}\n    command: [sh, -c, 'sleep 100']\n"
+        )
+    };
+    node.write_manifest(
+        "never.yaml",
+        &img("never", "localhost/ironlet/absent:1", "Never"),
+    );
+    node.write_manifest(
+        "pull.yaml",
+        &img("pull", "localhost/ironlet/absent:1", "IfNotPresent"),
+    );
+    node.write_manifest("here.yaml", &img("here", BUSYBOX, "Never"));
+    node.start_agent();
+    node.wait_running("here", &["main"], T).await;
+    let reason = |pods: &[serde_json::Value], n: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["name"] == format!("{n}-{NODE}"))
+            .and_then(|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+    };
+    wait_for("ErrImageNeverPull", T, || async {
+        let pods = node.view_pods()?;
+        (reason(&pods, "never")? == "ErrImageNeverPull").then_some(())
+    })
+    .await;
+    // A failed pull is ErrImagePull, then ImagePullBackOff while the back-off runs.
+    let mut seen = std::collections::BTreeSet::new();
+    wait_for("ErrImagePull then ImagePullBackOff", T, || {
+        let pods = node.view_pods();
+        let r = pods.and_then(|p| reason(&p, "pull"));
+        if let Some(r) = r {
+            seen.insert(r);
+        }
+        let done = seen.contains("ErrImagePull") && seen.contains("ImagePullBackOff");
+        async move { done.then_some(()) }
+    })
+    .await;
+    let table = node.cli(&["pods"]);
+    assert!(table.contains("ErrImageNeverPull"), "{table}");
+    // Neither pod got a container.
+    let cs = node.cri.list_containers().await.unwrap();
+    assert_eq!(cs.len(), 1, "{cs:?}");
+    node.cleanup().await;
+}

@@ -93,6 +93,7 @@ pub fn spawn(
         rejected,
         probes: super::probes::PodProbes::default(),
         probe_kills: Vec::new(),
+        exec_waiting: BTreeMap::new(),
     };
     tokio::spawn(async move {
         let ended = worker.run(rx, after).await;
@@ -139,6 +140,8 @@ struct Worker {
     probes: super::probes::PodProbes,
     /// Containers whose liveness or startup probe failed, to be killed next step.
     probe_kills: Vec<super::probes::ProbeKill>,
+    /// Why the last attempt to start a container failed (until it starts).
+    exec_waiting: BTreeMap<String, Waiting>,
 }
 
 impl Worker {
@@ -243,7 +246,10 @@ impl Worker {
             };
             let plan = lifecycle::plan(desire, observed.as_deref(), now, &self.backoff);
             if self.terminate.is_none() {
-                self.waiting = plan.waiting.clone();
+                // Back-off reasons from the plan win over the last execution error.
+                let mut w = self.exec_waiting.clone();
+                w.extend(plan.waiting.clone());
+                self.waiting = w;
             }
             self.report(observed.as_deref());
 
@@ -253,7 +259,7 @@ impl Worker {
                 return true;
             }
 
-            let held = plan.create_sandbox.is_some()
+            let held = (plan.create_sandbox.is_some() || !plan.start_containers.is_empty())
                 && self.retry_after.is_some_and(|t| Instant::now() < t);
             if !plan.is_idle() && !held {
                 self.execute(&plan, observed.as_deref()).await;
@@ -425,7 +431,7 @@ impl Worker {
             Ok(r) => r,
             Err(e) => {
                 for s in &plan.start_containers {
-                    self.waiting.insert(
+                    self.exec_waiting.insert(
                         s.name.clone(),
                         waiting("CreateContainerConfigError", e.to_string()),
                     );
@@ -485,7 +491,7 @@ impl Worker {
         if let Err(e) = crate::volume::prepare(desired.spec(), &node.pods_dir, &desired.uid.0) {
             tracing::warn!(pod = %name, error = %e, "cannot prepare volumes");
             for s in &plan.start_containers {
-                self.waiting.insert(
+                self.exec_waiting.insert(
                     s.name.clone(),
                     waiting(
                         "CreateContainerConfigError",
@@ -513,7 +519,7 @@ impl Worker {
             match result {
                 Ok(()) => {
                     tracing::info!(pod = %name, container = %s.name, attempt = s.attempt, "started container");
-                    self.waiting.remove(&s.name);
+                    self.exec_waiting.remove(&s.name);
                     self.backoff.pull.remove(&s.name);
                     if let Some(d) = plan.crash_backoff.get(&s.name) {
                         self.backoff.crash.insert(s.name.clone(), *d);
@@ -531,11 +537,13 @@ impl Worker {
                             .pull
                             .insert(s.name.clone(), (lifecycle::next_delay(delay), now));
                     }
-                    self.waiting.insert(s.name.clone(), w);
+                    self.exec_waiting.insert(s.name.clone(), w);
+                    self.retry_after = Some(Instant::now() + SYNC_ERROR_BACKOFF);
                 }
                 Err(StartError::Other(w)) => {
                     tracing::warn!(pod = %name, container = %s.name, reason = %w.reason, message = %w.message, "container not started");
-                    self.waiting.insert(s.name.clone(), w);
+                    self.exec_waiting.insert(s.name.clone(), w);
+                    self.retry_after = Some(Instant::now() + SYNC_ERROR_BACKOFF);
                 }
             }
         }

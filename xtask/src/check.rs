@@ -26,6 +26,9 @@ impl Outcome {
 
 /// Runs every step (a failing fmt or clippy does not hide test results), prints a summary
 /// and returns the exit code to leave with: 0, or the first failing step's code.
+/// Seconds each fuzz target runs in the test pipeline (long campaigns: `cargo xtask fuzz`).
+pub const FUZZ_SECONDS: u64 = 20;
+
 pub fn run() -> Result<i32> {
     prereqs::ensure()?;
     step("removing test instances left by killed test runs");
@@ -61,6 +64,32 @@ pub fn run() -> Result<i32> {
         outcomes.push(Outcome {
             name,
             status: Some(status),
+            took: start.elapsed(),
+        });
+    }
+
+    // Every parser an operator's files or a workload can reach, briefly on the seeds.
+    if std::env::var_os("IRONLET_SKIP_FUZZ").is_none() {
+        step(format!(
+            "fuzz: {} s per target ({})",
+            FUZZ_SECONDS,
+            crate::fuzz::TARGETS.join(", ")
+        ));
+        let start = Instant::now();
+        let ok = match crate::fuzz::run(FUZZ_SECONDS) {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("fuzz: {e:#}");
+                false
+            }
+        };
+        outcomes.push(Outcome {
+            name: "fuzz",
+            status: Some(std::os::unix::process::ExitStatusExt::from_raw(if ok {
+                0
+            } else {
+                1 << 8
+            })),
             took: start.elapsed(),
         });
     }

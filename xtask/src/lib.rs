@@ -10,6 +10,7 @@
 pub mod check;
 pub mod containerd;
 pub mod dev;
+pub mod fuzz;
 pub mod http;
 pub mod images;
 pub mod netclaim;

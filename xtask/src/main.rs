@@ -9,7 +9,9 @@ commands:
   images   build the local image archives (.state/images)
   up       install prerequisites, start containerd and ironlet with examples/static-pods
   down     stop the dev ironlet and containerd and clean up after them
-  test     prerequisites, images, fmt, clippy and the workspace tests (what CI runs)";
+  test     prerequisites, images, fmt, clippy, the workspace tests and a short fuzz run (what CI runs)
+  fuzz [SECONDS] [TARGET...]
+           run the fuzz targets (default: all, 60 s each); report in .state/fuzz";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         Some("up") => xtask::dev::up().map(|()| 0),
         Some("down") => xtask::dev::down().map(|()| 0),
         Some("test") => xtask::check::run(),
+        Some("fuzz") => xtask::fuzz::command(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(0)
