@@ -10,6 +10,9 @@ commands:
   up       install prerequisites, start containerd and ironlet with examples/static-pods
   down     stop the dev ironlet and containerd and clean up after them
   test     prerequisites, images, fmt, clippy, the workspace tests and a short fuzz run (what CI runs)
+  bench [ARGS...]
+           pod start latency against direct CRI calls, footprint, PLEG, restart
+           (cargo bench --bench node -- ARGS; --quick for a short run); needs root
   fuzz [SECONDS] [TARGET...]
            run the fuzz targets (default: all, 60 s each); report in .state/fuzz";
 
@@ -26,6 +29,15 @@ fn main() -> ExitCode {
         Some("down") => xtask::dev::down().map(|()| 0),
         Some("test") => xtask::check::run(),
         Some("fuzz") => xtask::fuzz::command(&args[1..]),
+        Some("bench") => {
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .current_dir(xtask::workspace::root())
+                .args(["bench", "-p", "ironlet", "--bench", "node", "--"])
+                .args(&args[1..])
+                .status()
+                .map(|s| s.code().unwrap_or(1))
+                .map_err(anyhow::Error::from)
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(0)

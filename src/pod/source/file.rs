@@ -16,7 +16,7 @@ use crate::pod::DesiredPod;
 use crate::pod::manifest::{self, MAX_MANIFEST_BYTES};
 
 /// Settles bursts of inotify events (an editor's write-rename-chmod) into one rescan.
-const SETTLE: Duration = Duration::from_millis(100);
+const SETTLE: Duration = Duration::from_millis(20);
 
 /// What became of one file at the last scan.
 #[derive(Clone, Debug)]
@@ -177,8 +177,10 @@ impl FileSource {
     }
 
     fn watch(&self, ev_tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+        // Only changes matter. Access events must be ignored: the scan itself opens every
+        // manifest, and reacting to that would rescan forever.
         let handler = move |res: notify::Result<notify::Event>| {
-            if res.is_ok() {
+            if res.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
                 let _ = ev_tx.send(());
             }
         };
