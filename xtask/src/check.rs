@@ -7,7 +7,8 @@ use crate::run::step;
 use crate::teardown;
 use crate::workspace;
 use anyhow::{Context, Result};
-use std::process::{Command, ExitStatus};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// One step's outcome.
@@ -53,13 +54,28 @@ pub fn run() -> Result<i32> {
     ];
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut outcomes = Vec::new();
+    let mut counts = (0u64, 0u64);
     for (name, args) in steps {
         step(format!("cargo {}", args.join(" ")));
         let start = Instant::now();
-        let status = Command::new(&cargo)
+        let mut child = Command::new(&cargo)
             .current_dir(workspace::root())
             .args(args)
-            .status()
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running cargo {name}"))?;
+        // Pass the output through, adding up libtest's result lines for the closing line.
+        if let Some(out) = child.stdout.take() {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                println!("{line}");
+                if let Some((p, f)) = test_result_counts(&line) {
+                    counts.0 += p;
+                    counts.1 += f;
+                }
+            }
+        }
+        let status = child
+            .wait()
             .with_context(|| format!("running cargo {name}"))?;
         outcomes.push(Outcome {
             name,
@@ -107,7 +123,25 @@ pub fn run() -> Result<i32> {
         .collect::<Vec<_>>()
         .join(", ");
     step(format!("xtask test summary: {summary}"));
+    println!("tests: {} passed, {} failed", counts.0, counts.1);
     Ok(exit_code(&outcomes))
+}
+
+/// (passed, failed) from a libtest line such as
+/// `test result: ok. 9 passed; 0 failed; 0 ignored; ...`.
+fn test_result_counts(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let number_before = |word: &str| {
+        rest.split(';')
+            .find_map(|part| {
+                part.trim()
+                    .trim_start_matches("ok. ")
+                    .trim_start_matches("FAILED. ")
+                    .strip_suffix(word)
+            })
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    Some((number_before(" passed")?, number_before(" failed")?))
 }
 
 fn exit_code(outcomes: &[Outcome]) -> i32 {
@@ -142,5 +176,19 @@ mod tests {
             took: Duration::ZERO,
         };
         assert_eq!(exit_code(&[killed]), 1);
+    }
+}
+
+#[cfg(test)]
+mod counting_tests {
+    use super::test_result_counts;
+
+    #[test]
+    fn libtest_result_lines_are_counted() {
+        let ok = "test result: ok. 186 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 13.79s";
+        assert_eq!(test_result_counts(ok), Some((186, 0)));
+        let bad = "test result: FAILED. 5 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 28.95s";
+        assert_eq!(test_result_counts(bad), Some((5, 1)));
+        assert_eq!(test_result_counts("running 9 tests"), None);
     }
 }
