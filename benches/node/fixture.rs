@@ -294,7 +294,7 @@ impl Node {
                 .await
                 .context("containerd teardown task")??;
         }
-        remove_cgroup_tree(&self.cgroup_root);
+        xtask::teardown::remove_cgroup_tree(&self.cgroup_root);
         Ok(())
     }
 }
@@ -305,34 +305,8 @@ impl Drop for Node {
         if let Some(c) = self.containerd.take() {
             // Its Drop kills what is left and removes its state.
             drop(c);
-            remove_cgroup_tree(&self.cgroup_root);
+            xtask::teardown::remove_cgroup_tree(&self.cgroup_root);
         }
-    }
-}
-
-/// Removes a cgroup subtree in every mounted hierarchy, deepest first (best effort).
-fn remove_cgroup_tree(root: &str) {
-    fn rm(dir: &Path) {
-        if let Ok(entries) = fs::read_dir(dir) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rm(&e.path());
-                }
-            }
-        }
-        let _ = fs::remove_dir(dir);
-    }
-    let rel = root.trim_start_matches('/');
-    if rel.is_empty() {
-        return;
-    }
-    // v1: one directory per hierarchy; v2: the unified tree itself.
-    let mut dirs = vec![Path::new("/sys/fs/cgroup").join(rel)];
-    if let Ok(hiers) = fs::read_dir("/sys/fs/cgroup") {
-        dirs.extend(hiers.flatten().map(|h| h.path().join(rel)));
-    }
-    for d in dirs.into_iter().filter(|d| d.is_dir()) {
-        rm(&d);
     }
 }
 
@@ -373,8 +347,8 @@ impl RuntimeState {
     }
 }
 
-/// A busybox pod whose one container sleeps until told to stop (SIGTERM ends it at once).
-pub fn sleeper_manifest(name: &str) -> String {
+/// A busybox bench pod running `script`, with extra container lines (ports, probes).
+fn bench_manifest(name: &str, script: &str, extra: &str) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -387,8 +361,17 @@ spec:
   - name: main
     image: {BUSYBOX}
     imagePullPolicy: IfNotPresent
-    command: [sh, -c, "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done"]
-"#
+    command: [sh, -c, "{script}"]
+{extra}"#
+    )
+}
+
+/// A busybox pod whose one container sleeps until told to stop (SIGTERM ends it at once).
+pub fn sleeper_manifest(name: &str) -> String {
+    bench_manifest(
+        name,
+        "trap 'exit 0' TERM; while true; do sleep 3600 & wait $!; done",
+        "",
     )
 }
 
@@ -396,24 +379,10 @@ spec:
 /// probe every 10 s. Each accepted connection writes `probed` to the container's log, so
 /// probe activity is visible from the pod's side whatever the agent reports.
 pub fn probed_manifest(name: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: Pod
-metadata:
-  name: {name}
-  labels: {{app: ironlet-bench}}
-spec:
-  terminationGracePeriodSeconds: 5
-  containers:
-  - name: main
-    image: {BUSYBOX}
-    imagePullPolicy: IfNotPresent
-    command: [sh, -c, "printf '#!/bin/sh\\necho probed >&2\\n' >/tmp/probed && chmod +x /tmp/probed && exec nc -ll -p 8080 -e /tmp/probed & trap 'exit 0' TERM; wait"]
-    ports: [{{containerPort: 8080}}]
-    readinessProbe:
-      tcpSocket: {{port: 8080}}
-      periodSeconds: 10
-"#
+    bench_manifest(
+        name,
+        "printf '#!/bin/sh\\\\necho probed >&2\\\\n' >/tmp/probed && chmod +x /tmp/probed && exec nc -ll -p 8080 -e /tmp/probed & trap 'exit 0' TERM; wait",
+        "    ports: [{containerPort: 8080}]\n    readinessProbe:\n      tcpSocket: {port: 8080}\n      periodSeconds: 10\n",
     )
 }
 

@@ -299,7 +299,7 @@ impl Node {
         if let Some(c) = self.containerd.take() {
             c.stop().expect("containerd teardown");
         }
-        remove_cgroup_tree(&self.cgroup_root);
+        xtask::teardown::remove_cgroup_tree(&self.cgroup_root);
     }
 
     /// The directory of this node's cgroup `rel` (below cgroupRoot) in one v1 hierarchy.
@@ -311,34 +311,12 @@ impl Node {
     }
 }
 
-/// Removes a cgroup subtree in every mounted hierarchy, deepest first (best effort).
-pub fn remove_cgroup_tree(root: &str) {
-    fn rm(dir: &Path) {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for e in entries.filter_map(Result::ok) {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    rm(&e.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
-    if let Ok(hiers) = std::fs::read_dir("/sys/fs/cgroup") {
-        for h in hiers.filter_map(Result::ok) {
-            let d = h.path().join(root.trim_start_matches('/'));
-            if d.is_dir() {
-                rm(&d);
-            }
-        }
-    }
-}
-
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill_agent();
         if let Some(c) = self.containerd.take() {
             drop(c);
-            remove_cgroup_tree(&self.cgroup_root);
+            xtask::teardown::remove_cgroup_tree(&self.cgroup_root);
         }
         // containerd's own Drop kills what is left and removes its state.
     }

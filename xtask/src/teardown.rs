@@ -435,6 +435,32 @@ fn remove_dir_retrying(dir: &Path) -> std::io::Result<()> {
     last
 }
 
+/// Removes a cgroup subtree in every mounted hierarchy, deepest first (best effort).
+pub fn remove_cgroup_tree(root: &str) {
+    fn rm(dir: &std::path::Path) {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    let rel = root.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    // v1: one directory per hierarchy; v2: the unified tree itself.
+    let mut dirs = vec![std::path::Path::new("/sys/fs/cgroup").join(rel)];
+    if let Ok(hiers) = std::fs::read_dir("/sys/fs/cgroup") {
+        dirs.extend(hiers.flatten().map(|h| h.path().join(rel)));
+    }
+    for d in dirs.into_iter().filter(|d| d.is_dir()) {
+        rm(&d);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
