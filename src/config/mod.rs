@@ -17,6 +17,7 @@
 //! `0s` for many durations), and empty strings mean "unset" (`resolvConf: ""` therefore
 //! means no host resolver file for pods).
 
+pub mod cluster;
 mod duration;
 mod error;
 pub mod file;
@@ -49,7 +50,7 @@ const fn secs(s: u64) -> Duration {
 }
 
 /// The validated configuration of `ironlet run`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Lower-cased DNS-1123 subdomain: --hostname-override, else the machine hostname.
@@ -89,6 +90,8 @@ pub struct Config {
     pub pod_pids_limit: i64,
     pub cpu_cfs_quota: bool,
     pub verbosity: u8,
+    /// Cluster mode (API server) settings and node reservations.
+    pub cluster: cluster::Cluster,
 }
 
 /// Client authentication on the kubelet API. There is no anonymous option to represent.
@@ -125,7 +128,7 @@ pub struct ServingTls {
 }
 
 /// A loaded configuration and the warnings to log once (recognised but unimplemented fields).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
@@ -295,6 +298,7 @@ impl Config {
             },
             cpu_cfs_quota: raw.cpu_cfs_quota.unwrap_or(true),
             verbosity: flags.v,
+            cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
         })
     }
 }
@@ -589,6 +593,7 @@ mod tests {
             pod_pids_limit: -1,
             cpu_cfs_quota: true,
             verbosity: 0,
+            cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
         };
         assert_eq!(loaded.config, want);
         // A file with only the type header yields the same defaults.
