@@ -161,6 +161,18 @@ pub async fn run(
             max_files: config.container_log_max_files,
         },
     ));
+    let (events, events_task) = match &api {
+        Some(api) => {
+            let (r, t) = crate::events::start(
+                api.client.clone(),
+                config.node_name.clone(),
+                config.cluster.event_record_qps,
+                config.cluster.event_burst,
+            );
+            (r, Some(t))
+        }
+        None => (crate::events::Recorder::disabled(), None),
+    };
     let (probes, probe_updates) =
         crate::probe::ProbeManager::new(Arc::new(crate::pod::probes::CriExec(cri.clone())));
     let ctx = Arc::new(WorkerContext {
@@ -173,6 +185,7 @@ pub async fn run(
         snapshots: snapshots.clone(),
         status: status_tx,
         sync_frequency: config.sync_frequency,
+        events,
     });
 
     let mut sources = Vec::new();
@@ -233,7 +246,7 @@ pub async fn run(
     tracing::info!("stopping; running pods are left running");
     source_task.abort();
     merge_task.abort();
-    for t in cluster_tasks {
+    for t in cluster_tasks.into_iter().chain(events_task) {
         t.abort();
     }
     manager_task.abort();

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod cri;
 pub mod crilog;
+pub mod events;
 pub mod metrics;
 pub mod node;
 pub mod pleg;
