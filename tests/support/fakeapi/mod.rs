@@ -239,6 +239,8 @@ pub(crate) struct Inner {
     watch_gen: watch::Sender<u64>,
     /// Bumped to cut every open connection.
     conn_gen: watch::Sender<u64>,
+    /// Watch streams currently open.
+    watches_open: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -301,6 +303,7 @@ impl FakeApi {
             outage: watch::Sender::new(false),
             watch_gen: watch::Sender::new(0),
             conn_gen: watch::Sender::new(0),
+            watches_open: std::sync::atomic::AtomicUsize::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
@@ -667,6 +670,13 @@ impl FakeApi {
     }
 
     // ---- failure injection ----
+
+    /// How many watch streams are open now.
+    pub fn watches_open(&self) -> usize {
+        self.inner
+            .watches_open
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 
     /// Ends every open watch stream (cleanly, as a server-side timeout does).
     pub fn drop_watches(&self) {

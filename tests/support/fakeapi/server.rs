@@ -185,6 +185,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if *inner.outage.borrow() {
+        // A request that slipped onto a connection the outage is cutting: not answered while
+        // the outage lasts (the connection task normally drops it with the connection).
+        let mut out = inner.outage.subscribe();
+        let _ = out.wait_for(|o| !*o).await;
+    }
     let latency = inner.ctl().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -661,6 +667,10 @@ fn start_watch(
         (start_rv, changes)
     };
     let interval = inner.ctl().bookmark_interval;
+    let stops = Stops {
+        dropped: inner.watch_gen.subscribe(),
+        kill: inner.conn_gen.subscribe(),
+    };
     let inner = inner.clone();
     tokio::spawn(async move {
         for line in initial {
@@ -669,11 +679,17 @@ fn start_watch(
             }
         }
         run_watch(
-            inner, res, filter, tx, changes, start_rv, bookmarks, interval, timeout,
+            inner, res, filter, tx, changes, start_rv, bookmarks, interval, timeout, stops,
         )
         .await;
     });
     stream_response(rx)
+}
+
+/// What ends a watch besides its timeout: `drop_watches()` and connection cuts.
+struct Stops {
+    dropped: tokio::sync::watch::Receiver<u64>,
+    kill: tokio::sync::watch::Receiver<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -687,15 +703,33 @@ async fn run_watch(
     bookmarks: bool,
     interval: Duration,
     timeout: Option<Duration>,
+    stops: Stops,
 ) {
+    struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    inner
+        .watches_open
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _open = Open(&inner.watches_open);
     let mut seen = start_rv;
-    let mut dropped = inner.watch_gen.subscribe();
-    let mut kill = inner.conn_gen.subscribe();
+    let Stops {
+        mut dropped,
+        mut kill,
+    } = stops;
     let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
+            // Drops first: after drop_watches() returns, an old stream delivers nothing more.
+            biased;
+            _ = dropped.changed() => return,
+            _ = kill.changed() => return,
+            _ = tx.closed() => return,
             c = changes.recv() => match c {
                 Ok(c) => {
                     if c.rv <= start_rv {
@@ -717,9 +751,6 @@ async fn run_watch(
                 }
             }
             _ = &mut deadline => return,
-            _ = dropped.changed() => return,
-            _ = kill.changed() => return,
-            _ = tx.closed() => return,
         }
     }
 }
