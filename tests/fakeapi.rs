@@ -245,7 +245,8 @@ async fn watch_with_field_selector_delivers_only_matching_pods() {
     assert_eq!(seen, ["ADDED mine", "DELETED mine"]);
 
     // An unsupported field is refused as by the real API.
-    let e = pods
+    let admin: Api<Pod> = Api::all(api.client(&Identity::admin()).await);
+    let e = admin
         .list(&ListParams::default().fields("spec.hostname=x"))
         .await
         .unwrap_err();
@@ -368,7 +369,8 @@ async fn status_patches_merge_conditions_by_type_and_subresources_are_separate()
         .unwrap();
     assert!(p.metadata.labels.is_none());
     assert_eq!(p.status.as_ref().unwrap().message.as_deref(), Some("m"));
-    let p = pods
+    let admin: Api<Pod> = Api::namespaced(api.client(&Identity::admin()).await, NS);
+    let p = admin
         .patch(
             "p",
             &pp,
@@ -563,14 +565,19 @@ async fn delete_preconditions_and_graceful_pod_deletion() {
 
     // A bound pod deleted with the default grace is only marked (MODIFIED, not DELETED).
     let rv = pods
-        .list(&ListParams::default())
+        .list(&ListParams::default().fields("spec.nodeName=n1"))
         .await
         .unwrap()
         .metadata
         .resource_version
         .unwrap();
     let mut w = pods
-        .watch(&WatchParams::default().timeout(10), &rv)
+        .watch(
+            &WatchParams::default()
+                .fields("spec.nodeName=n1")
+                .timeout(10),
+            &rv,
+        )
         .await
         .unwrap()
         .boxed();
@@ -615,7 +622,8 @@ async fn delete_preconditions_and_graceful_pod_deletion() {
     let mut unbound = pod(NS, "u", "");
     unbound.spec.as_mut().unwrap().node_name = None;
     api.create(&unbound);
-    pods.delete("u", &DeleteParams::default()).await.unwrap();
+    let admin: Api<Pod> = Api::namespaced(api.client(&Identity::admin()).await, NS);
+    admin.delete("u", &DeleteParams::default()).await.unwrap();
     assert!(api.pod(NS, "u").is_none());
 }
 
@@ -827,6 +835,7 @@ async fn kube_runtime_watcher_relists_after_410_and_resumes_after_dropped_watch(
     let e = pods
         .list(
             &ListParams::default()
+                .fields("spec.nodeName=n1")
                 .at("2")
                 .matching(kube::api::VersionMatch::Exact),
         )
@@ -834,7 +843,7 @@ async fn kube_runtime_watcher_relists_after_410_and_resumes_after_dropped_watch(
         .unwrap_err();
     assert_eq!(status_of(e), (410, "Expired".into()));
     let mut raw = pods
-        .watch(&WatchParams::default(), "2")
+        .watch(&WatchParams::default().fields("spec.nodeName=n1"), "2")
         .await
         .unwrap()
         .boxed();
@@ -1068,7 +1077,12 @@ async fn injected_failures_reach_the_client() {
 
     // An outage cuts open watches and refuses requests; the client recovers after it.
     let mut watch = pods
-        .watch(&WatchParams::default().timeout(30), "0")
+        .watch(
+            &WatchParams::default()
+                .fields("spec.nodeName=n1")
+                .timeout(30),
+            "0",
+        )
         .await
         .unwrap()
         .boxed();
@@ -1156,4 +1170,154 @@ fn usable_from_a_plain_test() {
     assert_eq!(name, "n1");
     api.wait_for_blocking("node", Duration::from_secs(1), |a| a.node("n1"));
     drop(api);
+}
+
+#[tokio::test]
+async fn node_authorization_limits_a_kubelet_to_its_own_objects() {
+    use k8s_openapi::api::core::v1::Secret;
+    let api = FakeApi::start();
+    let client = api.client(&Identity::node("n1")).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let all_pods: Api<Pod> = Api::all(client.clone());
+    let forbidden = |r: Result<_, kube::Error>| status_of(r.map(|_: ()| ()).unwrap_err());
+    let pp = PatchParams::default();
+    let fb = (403, "Forbidden".to_string());
+
+    // Nodes: its own, not another's.
+    nodes
+        .create(&PostParams::default(), &node("n1"))
+        .await
+        .unwrap();
+    let e = nodes
+        .create(&PostParams::default(), &node("n2"))
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    api.create(&node("n2"));
+    let e = nodes
+        .patch_status("n2", &pp, &Patch::Merge(json!({"status": {"phase": "x"}})))
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    nodes.get("n2").await.unwrap();
+
+    // Pods: list/watch only with its own selector; only pods bound to it.
+    api.create(&pod(NS, "mine", "n1"));
+    api.create(&pod(NS, "theirs", "n2"));
+    let e = all_pods.list(&ListParams::default()).await.map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    let e = all_pods
+        .list(&ListParams::default().fields("spec.nodeName=n2"))
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    all_pods
+        .list(&ListParams::default().fields("spec.nodeName=n1"))
+        .await
+        .unwrap();
+    pods.get("mine").await.unwrap();
+    for name in ["theirs", "missing"] {
+        assert_eq!(forbidden(pods.get(name).await.map(|_| ())), fb, "{name}");
+    }
+    let status = Patch::Merge(json!({"status": {"phase": "Running"}}));
+    pods.patch_status("mine", &pp, &status).await.unwrap();
+    let e = pods.patch_status("theirs", &pp, &status).await.map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    let e = pods
+        .patch(
+            "mine",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+        )
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    let e = pods
+        .delete("theirs", &DeleteParams::default())
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+
+    // Only mirror pods, bound to itself, owned by its Node, referencing no secrets.
+    let e = pods
+        .create(&PostParams::default(), &pod(NS, "plain", "n1"))
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    let n1_uid = api.node("n1").unwrap().metadata.uid.unwrap();
+    let mirror = |name: &str, node: &str, extra: serde_json::Value| -> Pod {
+        let mut v = json!({
+            "metadata": {
+                "name": name, "namespace": NS,
+                "annotations": {"kubernetes.io/config.mirror": "hash", "kubernetes.io/config.source": "file"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": n1_uid, "controller": true}]
+            },
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox"}]}
+        });
+        json_patch::merge(&mut v, &extra);
+        serde_json::from_value(v).unwrap()
+    };
+    pods.create(
+        &PostParams::default(),
+        &mirror("static-n1", "n1", json!({})),
+    )
+    .await
+    .unwrap();
+    let e = pods
+        .create(
+            &PostParams::default(),
+            &mirror("static-n2", "n2", json!({})),
+        )
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+    let with_secret = json!({"spec": {"volumes": [{"name": "s", "secret": {"secretName": "db"}}]}});
+    let e = pods
+        .create(
+            &PostParams::default(),
+            &mirror("static-s", "n1", with_secret),
+        )
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+
+    // Leases: its own in kube-node-lease.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let lease = |n: &str| -> Lease {
+        serde_json::from_value(json!({"metadata": {"name": n, "namespace": "kube-node-lease"}, "spec": {"holderIdentity": n}}))
+            .unwrap()
+    };
+    leases
+        .create(&PostParams::default(), &lease("n1"))
+        .await
+        .unwrap();
+    let e = leases
+        .create(&PostParams::default(), &lease("n2"))
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb);
+
+    // Secrets: only those a pod bound to it references.
+    let secret = |n: &str| -> Secret {
+        serde_json::from_value(
+            json!({"metadata": {"name": n, "namespace": NS}, "stringData": {"k": "v"}}),
+        )
+        .unwrap()
+    };
+    api.create(&secret("db"));
+    api.create(&secret("other"));
+    let mut uses_db = pod(NS, "uses-db", "n1");
+    uses_db.spec.as_mut().unwrap().volumes = Some(vec![
+        serde_json::from_value(json!({"name": "s", "secret": {"secretName": "db"}})).unwrap(),
+    ]);
+    api.create(&uses_db);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let db = secrets.get("db").await.unwrap();
+    assert_eq!(db.data.unwrap()["k"].0, b"v", "stringData stored as data");
+    assert_eq!(forbidden(secrets.get("other").await.map(|_| ())), fb);
+
+    // Off: the same list is allowed.
+    api.set_node_authorization(false);
+    all_pods.list(&ListParams::default()).await.unwrap();
 }

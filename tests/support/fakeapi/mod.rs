@@ -11,6 +11,7 @@
 //! background thread, so a `FakeApi` works from both `#[test]` and `#[tokio::test]`.
 
 mod certs;
+mod nodeauth;
 mod patch;
 mod server;
 mod store;
@@ -224,6 +225,7 @@ pub(crate) struct Control {
     csr_auto: Vec<CsrApproval>,
     csr_lifetime: Duration,
     csr_signing: bool,
+    node_authorization: bool,
 }
 
 pub(crate) struct Inner {
@@ -296,6 +298,7 @@ impl FakeApi {
                 csr_auto: Vec::new(),
                 csr_lifetime: Duration::from_secs(24 * 3600),
                 csr_signing: true,
+                node_authorization: true,
             }),
             log: Mutex::new(Vec::new()),
             token_reviews: Mutex::new(Vec::new()),
@@ -637,6 +640,13 @@ impl FakeApi {
     /// Default: every authenticated user may do everything.
     pub fn set_api_rules(&self, rules: Option<Vec<AccessRule>>) {
         self.inner.ctl().api_rules = rules;
+    }
+
+    /// The Node authorizer and NodeRestriction admission for kubelet identities
+    /// (system:node:NAME in system:nodes), on by default as in a real cluster: see
+    /// nodeauth.rs for what a node may do. Other identities are not affected.
+    pub fn set_node_authorization(&self, on: bool) {
+        self.inner.ctl().node_authorization = on;
     }
 
     /// Every TokenReview received (the request objects).

@@ -147,6 +147,8 @@ fn parse_route(path: &str) -> Option<Route> {
         _ => return None,
     };
     let (namespace, rest) = match rest {
+        // A namespace's own subresources.
+        ["namespaces", _, "status" | "finalize"] => (None, rest.to_vec()),
         ["namespaces", ns, plural, rest @ ..] => (Some(ns.to_string()), {
             let mut r = vec![*plural];
             r.extend_from_slice(rest);
@@ -244,6 +246,17 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         at: started,
     };
+    if std::env::var_os("FAKEAPI_LOG").is_some() {
+        eprintln!(
+            "fakeapi: {} {}?{} [{}] as {:?} -> {}",
+            record.method,
+            record.path,
+            record.query,
+            record.content_type,
+            record.user,
+            record.status
+        );
+    }
     lock(&inner.log).push(record);
     resp
 }
@@ -369,6 +382,12 @@ async fn route(
     }
     // Reviews.
     if *method == Method::POST && r.name.is_none() {
+        if r.res.is_none()
+            && let Some(node) = node_restricted(inner, user)
+            && let Err(e) = super::nodeauth::check(&inner.store(), &node, None, &attrs, q, body)
+        {
+            return error_response(&e);
+        }
         if r.group == "authentication.k8s.io" && r.plural == "tokenreviews" {
             return token_review(inner, body);
         }
@@ -406,6 +425,12 @@ async fn route(
             ));
         }
     };
+    if let Some(node) = node_restricted(inner, user) {
+        let st = inner.store();
+        if let Err(e) = super::nodeauth::check(&st, &node, Some(res), &attrs, q, body) {
+            return error_response(&e);
+        }
+    }
     let result: ApiResult<(u16, Value)> = match (method.clone(), r.name.as_deref()) {
         (Method::GET, None) => {
             let filter = match filter_from(res, r.namespace.clone(), q) {
@@ -459,10 +484,28 @@ async fn route(
                 ))
             } else {
                 let out = inner.store().patch(res, &ns, name, content_type, body, sub);
+                let out = match out {
+                    // Server-side apply creates what is missing.
+                    Err(e)
+                        if e.code == 404
+                            && sub == Sub::Main
+                            && patch::media_type(content_type) == patch::APPLY =>
+                    {
+                        patch::parse_apply(body)
+                            .and_then(|v| {
+                                let groups = user.groups.clone();
+                                inner
+                                    .store()
+                                    .create(res, &ns, v, Some((&user.username, &groups)))
+                            })
+                            .map(|v| (201, v))
+                    }
+                    other => other.map(|v| (200, v)),
+                };
                 if out.is_ok() && res == Resource::Csrs {
                     csr_after_write(inner, name);
                 }
-                out.map(|v| (200, v))
+                out
             }
         }
         (Method::DELETE, Some(name)) => {
@@ -496,6 +539,14 @@ async fn route(
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),
     }
+}
+
+/// The node name when the caller is a kubelet and node authorization is on.
+fn node_restricted(inner: &Inner, user: &UserInfo) -> Option<String> {
+    if !inner.ctl().node_authorization {
+        return None;
+    }
+    super::nodeauth::node_of(&user.username, &user.groups)
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
