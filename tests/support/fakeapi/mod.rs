@@ -11,6 +11,7 @@
 //! background thread, so a `FakeApi` works from both `#[test]` and `#[tokio::test]`.
 
 mod certs;
+mod nodeauth;
 mod patch;
 mod server;
 mod store;
@@ -224,6 +225,7 @@ pub(crate) struct Control {
     csr_auto: Vec<CsrApproval>,
     csr_lifetime: Duration,
     csr_signing: bool,
+    node_authorization: bool,
 }
 
 pub(crate) struct Inner {
@@ -239,6 +241,8 @@ pub(crate) struct Inner {
     watch_gen: watch::Sender<u64>,
     /// Bumped to cut every open connection.
     conn_gen: watch::Sender<u64>,
+    /// Watch streams currently open.
+    watches_open: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -294,6 +298,7 @@ impl FakeApi {
                 csr_auto: Vec::new(),
                 csr_lifetime: Duration::from_secs(24 * 3600),
                 csr_signing: true,
+                node_authorization: true,
             }),
             log: Mutex::new(Vec::new()),
             token_reviews: Mutex::new(Vec::new()),
@@ -301,6 +306,7 @@ impl FakeApi {
             outage: watch::Sender::new(false),
             watch_gen: watch::Sender::new(0),
             conn_gen: watch::Sender::new(0),
+            watches_open: std::sync::atomic::AtomicUsize::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
@@ -636,6 +642,13 @@ impl FakeApi {
         self.inner.ctl().api_rules = rules;
     }
 
+    /// The Node authorizer and NodeRestriction admission for kubelet identities
+    /// (system:node:NAME in system:nodes), on by default as in a real cluster: see
+    /// nodeauth.rs for what a node may do. Other identities are not affected.
+    pub fn set_node_authorization(&self, on: bool) {
+        self.inner.ctl().node_authorization = on;
+    }
+
     /// Every TokenReview received (the request objects).
     pub fn token_reviews(&self) -> Vec<Value> {
         lock(&self.inner.token_reviews).clone()
@@ -667,6 +680,13 @@ impl FakeApi {
     }
 
     // ---- failure injection ----
+
+    /// How many watch streams are open now.
+    pub fn watches_open(&self) -> usize {
+        self.inner
+            .watches_open
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 
     /// Ends every open watch stream (cleanly, as a server-side timeout does).
     pub fn drop_watches(&self) {

@@ -147,6 +147,8 @@ fn parse_route(path: &str) -> Option<Route> {
         _ => return None,
     };
     let (namespace, rest) = match rest {
+        // A namespace's own subresources.
+        ["namespaces", _, "status" | "finalize"] => (None, rest.to_vec()),
         ["namespaces", ns, plural, rest @ ..] => (Some(ns.to_string()), {
             let mut r = vec![*plural];
             r.extend_from_slice(rest);
@@ -185,6 +187,12 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if *inner.outage.borrow() {
+        // A request that slipped onto a connection the outage is cutting: not answered while
+        // the outage lasts (the connection task normally drops it with the connection).
+        let mut out = inner.outage.subscribe();
+        let _ = out.wait_for(|o| !*o).await;
+    }
     let latency = inner.ctl().latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -238,6 +246,17 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         at: started,
     };
+    if std::env::var_os("FAKEAPI_LOG").is_some() {
+        eprintln!(
+            "fakeapi: {} {}?{} [{}] as {:?} -> {}",
+            record.method,
+            record.path,
+            record.query,
+            record.content_type,
+            record.user,
+            record.status
+        );
+    }
     lock(&inner.log).push(record);
     resp
 }
@@ -363,6 +382,12 @@ async fn route(
     }
     // Reviews.
     if *method == Method::POST && r.name.is_none() {
+        if r.res.is_none()
+            && let Some(node) = node_restricted(inner, user)
+            && let Err(e) = super::nodeauth::check(&inner.store(), &node, None, &attrs, q, body)
+        {
+            return error_response(&e);
+        }
         if r.group == "authentication.k8s.io" && r.plural == "tokenreviews" {
             return token_review(inner, body);
         }
@@ -400,6 +425,12 @@ async fn route(
             ));
         }
     };
+    if let Some(node) = node_restricted(inner, user) {
+        let st = inner.store();
+        if let Err(e) = super::nodeauth::check(&st, &node, Some(res), &attrs, q, body) {
+            return error_response(&e);
+        }
+    }
     let result: ApiResult<(u16, Value)> = match (method.clone(), r.name.as_deref()) {
         (Method::GET, None) => {
             let filter = match filter_from(res, r.namespace.clone(), q) {
@@ -453,10 +484,28 @@ async fn route(
                 ))
             } else {
                 let out = inner.store().patch(res, &ns, name, content_type, body, sub);
+                let out = match out {
+                    // Server-side apply creates what is missing.
+                    Err(e)
+                        if e.code == 404
+                            && sub == Sub::Main
+                            && patch::media_type(content_type) == patch::APPLY =>
+                    {
+                        patch::parse_apply(body)
+                            .and_then(|v| {
+                                let groups = user.groups.clone();
+                                inner
+                                    .store()
+                                    .create(res, &ns, v, Some((&user.username, &groups)))
+                            })
+                            .map(|v| (201, v))
+                    }
+                    other => other.map(|v| (200, v)),
+                };
                 if out.is_ok() && res == Resource::Csrs {
                     csr_after_write(inner, name);
                 }
-                out.map(|v| (200, v))
+                out
             }
         }
         (Method::DELETE, Some(name)) => {
@@ -490,6 +539,14 @@ async fn route(
         Ok((code, v)) => json_response(code, &v),
         Err(e) => error_response(&e),
     }
+}
+
+/// The node name when the caller is a kubelet and node authorization is on.
+fn node_restricted(inner: &Inner, user: &UserInfo) -> Option<String> {
+    if !inner.ctl().node_authorization {
+        return None;
+    }
+    super::nodeauth::node_of(&user.username, &user.groups)
 }
 
 fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
@@ -661,6 +718,10 @@ fn start_watch(
         (start_rv, changes)
     };
     let interval = inner.ctl().bookmark_interval;
+    let stops = Stops {
+        dropped: inner.watch_gen.subscribe(),
+        kill: inner.conn_gen.subscribe(),
+    };
     let inner = inner.clone();
     tokio::spawn(async move {
         for line in initial {
@@ -669,11 +730,17 @@ fn start_watch(
             }
         }
         run_watch(
-            inner, res, filter, tx, changes, start_rv, bookmarks, interval, timeout,
+            inner, res, filter, tx, changes, start_rv, bookmarks, interval, timeout, stops,
         )
         .await;
     });
     stream_response(rx)
+}
+
+/// What ends a watch besides its timeout: `drop_watches()` and connection cuts.
+struct Stops {
+    dropped: tokio::sync::watch::Receiver<u64>,
+    kill: tokio::sync::watch::Receiver<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -687,15 +754,33 @@ async fn run_watch(
     bookmarks: bool,
     interval: Duration,
     timeout: Option<Duration>,
+    stops: Stops,
 ) {
+    struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    inner
+        .watches_open
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _open = Open(&inner.watches_open);
     let mut seen = start_rv;
-    let mut dropped = inner.watch_gen.subscribe();
-    let mut kill = inner.conn_gen.subscribe();
+    let Stops {
+        mut dropped,
+        mut kill,
+    } = stops;
     let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
+            // Drops first: after drop_watches() returns, an old stream delivers nothing more.
+            biased;
+            _ = dropped.changed() => return,
+            _ = kill.changed() => return,
+            _ = tx.closed() => return,
             c = changes.recv() => match c {
                 Ok(c) => {
                     if c.rv <= start_rv {
@@ -717,9 +802,6 @@ async fn run_watch(
                 }
             }
             _ = &mut deadline => return,
-            _ = dropped.changed() => return,
-            _ = kill.changed() => return,
-            _ = tx.closed() => return,
         }
     }
 }

@@ -19,6 +19,10 @@ pub enum Resource {
     Events,
     EventsV1,
     Csrs,
+    Namespaces,
+    Services,
+    ConfigMaps,
+    Secrets,
 }
 
 pub struct ResInfo {
@@ -34,13 +38,17 @@ pub struct ResInfo {
 }
 
 impl Resource {
-    pub const ALL: [Resource; 6] = [
+    pub const ALL: [Resource; 10] = [
         Resource::Nodes,
         Resource::Pods,
         Resource::Leases,
         Resource::Events,
         Resource::EventsV1,
         Resource::Csrs,
+        Resource::Namespaces,
+        Resource::Services,
+        Resource::ConfigMaps,
+        Resource::Secrets,
     ];
 
     pub fn info(self) -> ResInfo {
@@ -126,6 +134,42 @@ impl Resource {
                 has_status: true,
                 fields: &["spec.signerName"],
             },
+            Resource::Namespaces => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "Namespace",
+                plural: "namespaces",
+                namespaced: false,
+                has_status: true,
+                fields: &["status.phase"],
+            },
+            Resource::Services => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "Service",
+                plural: "services",
+                namespaced: true,
+                has_status: true,
+                fields: &["spec.clusterIP", "spec.type"],
+            },
+            Resource::ConfigMaps => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "ConfigMap",
+                plural: "configmaps",
+                namespaced: true,
+                has_status: false,
+                fields: &[],
+            },
+            Resource::Secrets => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "Secret",
+                plural: "secrets",
+                namespaced: true,
+                has_status: false,
+                fields: &["type"],
+            },
         }
     }
 
@@ -133,7 +177,12 @@ impl Resource {
     pub fn from_path(group: &str, version: &str, plural: &str) -> Option<Resource> {
         Resource::ALL.into_iter().find(|r| {
             let i = r.info();
-            i.group == group && i.plural == plural && i.api_version.ends_with(version)
+            let api_version = if group.is_empty() {
+                version.to_string()
+            } else {
+                format!("{group}/{version}")
+            };
+            i.group == group && i.plural == plural && i.api_version == api_version
         })
     }
 }
@@ -724,6 +773,7 @@ impl Store {
                 }
                 obj["status"] = json!({});
             }
+            Resource::Secrets => secret_string_data(&mut obj),
             _ => {}
         }
         Ok(self.commit(res, ChangeType::Added, None, obj))
@@ -876,6 +926,9 @@ impl Store {
                 }
             }
         }
+        if res == Resource::Secrets {
+            secret_string_data(&mut new);
+        }
         if res == Resource::Pods && sub == Sub::Main {
             pod_defaults(&mut new);
             let immutable_spec_changed = {
@@ -1020,6 +1073,23 @@ impl Store {
         }
         let new = old.clone();
         Ok(self.commit(res, ChangeType::Deleted, Some(old), new))
+    }
+}
+
+/// A secret's write-only stringData becomes base64 data, as the API server does.
+fn secret_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(m) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(sd)) = m.remove("stringData") else {
+        return;
+    };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    for (k, v) in sd {
+        if let Some(text) = v.as_str() {
+            data[k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
     }
 }
 

@@ -1,0 +1,280 @@
+//! What the real API server's Node authorizer and NodeRestriction admission allow a kubelet
+//! (user system:node:NAME in group system:nodes): its own Node and Lease, status of pods
+//! bound to it, mirror pods only, pod list/watch only with spec.nodeName=NAME (the
+//! selector-aware node authorizer, Kubernetes 1.32+), secrets and config maps only when a
+//! pod bound to it references them, events, its own CSRs, token and access reviews.
+//! Everything else a node asks for is 403 Forbidden, as in a real cluster.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::Attributes;
+use super::store::{ApiError, ApiResult, Resource, Store};
+
+/// The node name of a kubelet identity.
+pub fn node_of(user: &str, groups: &[String]) -> Option<String> {
+    let name = user.strip_prefix("system:node:")?;
+    groups
+        .iter()
+        .any(|g| g == "system:nodes")
+        .then(|| name.to_string())
+}
+
+fn deny(a: &Attributes, node: &str, why: &str) -> ApiError {
+    let res = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let target = if a.name.is_empty() {
+        res.clone()
+    } else {
+        format!("{} \"{}\"", a.resource, a.name)
+    };
+    ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "{target} is forbidden: User \"system:node:{node}\" cannot {} resource \"{res}\" in API group \"{}\": {why}",
+            a.verb, a.api_group
+        ),
+    )
+}
+
+fn bound_to(pod: &Value, node: &str) -> bool {
+    pod.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
+}
+
+/// Names of secrets and config maps a pod refers to: (secrets, configmaps).
+fn references(pod: &Value) -> (Vec<String>, Vec<String>) {
+    fn walk(v: &Value, secrets: &mut Vec<String>, cms: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    let name = || {
+                        child
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    };
+                    match k.as_str() {
+                        "secretName" => {
+                            if let Some(s) = child.as_str() {
+                                secrets.push(s.to_string());
+                            }
+                        }
+                        "secret" | "secretKeyRef" | "secretRef" => secrets.extend(name()),
+                        "configMap" | "configMapKeyRef" | "configMapRef" => cms.extend(name()),
+                        "imagePullSecrets" => {
+                            for s in child.as_array().into_iter().flatten() {
+                                secrets.extend(
+                                    s.get("name").and_then(Value::as_str).map(str::to_string),
+                                );
+                            }
+                        }
+                        _ => {}
+                    }
+                    walk(child, secrets, cms);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, secrets, cms)),
+            _ => {}
+        }
+    }
+    let (mut s, mut c) = (Vec::new(), Vec::new());
+    if let Some(spec) = pod.get("spec") {
+        walk(spec, &mut s, &mut c);
+    }
+    (s, c)
+}
+
+fn field_name(q: &HashMap<String, String>) -> Option<String> {
+    q.get("fieldSelector")?
+        .split(',')
+        .find_map(|t| t.trim().strip_prefix("metadata.name="))
+        .map(str::to_string)
+}
+
+fn node_field(q: &HashMap<String, String>) -> Option<String> {
+    q.get("fieldSelector")?
+        .split(',')
+        .find_map(|t| t.trim().strip_prefix("spec.nodeName="))
+        .map(str::to_string)
+}
+
+pub fn check(
+    st: &Store,
+    node: &str,
+    res: Option<Resource>,
+    a: &Attributes,
+    q: &HashMap<String, String>,
+    body: &[u8],
+) -> ApiResult<()> {
+    let read = matches!(a.verb.as_str(), "get" | "list" | "watch");
+    let body_json = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let ok = |cond: bool, why: &str| {
+        if cond {
+            Ok(())
+        } else {
+            Err(deny(a, node, why))
+        }
+    };
+    let Some(res) = res else {
+        // Reviews a kubelet makes for its own API (delegated authn/authz).
+        return ok(
+            a.verb == "create"
+                && (a.resource == "tokenreviews" || a.resource == "subjectaccessreviews"),
+            "not a resource a node may use",
+        );
+    };
+    match res {
+        Resource::Nodes => {
+            if read {
+                return Ok(());
+            }
+            let name = if a.verb == "create" {
+                body_json()
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            } else {
+                a.name.clone()
+            };
+            ok(
+                name == node,
+                &format!("node '{node}' cannot modify node '{name}'"),
+            )
+        }
+        Resource::Pods => match (a.verb.as_str(), a.subresource.as_str()) {
+            ("list" | "watch", "") => ok(
+                node_field(q).as_deref() == Some(node),
+                &format!(
+                    "node '{node}' can only list/watch pods with fieldSelector spec.nodeName={node}"
+                ),
+            ),
+            ("get", _) | ("update" | "patch" | "delete", _) if a.verb != "create" => {
+                let pod = st.get(res, &a.namespace, &a.name).ok();
+                let bound = pod.as_ref().is_some_and(|p| bound_to(p, node));
+                if !bound {
+                    return Err(deny(
+                        a,
+                        node,
+                        "no relationship found between node and this object",
+                    ));
+                }
+                match (a.verb.as_str(), a.subresource.as_str()) {
+                    ("get", _) | ("delete", "") | (_, "status") => Ok(()),
+                    _ => Err(deny(
+                        a,
+                        node,
+                        &format!("node {node:?} can only create and delete mirror pods"),
+                    )),
+                }
+            }
+            ("create", "") => {
+                let pod = body_json();
+                let mirror = pod
+                    .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+                    .is_some();
+                if !mirror {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "pod does not have \"kubernetes.io/config.mirror\" annotation, node {node:?} can only create mirror pods"
+                        ),
+                    ));
+                }
+                if !bound_to(&pod, node) {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} can only create pods with spec.nodeName set to itself"
+                        ),
+                    ));
+                }
+                if let Some(owners) = pod
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                {
+                    let own = owners.len() == 1
+                        && owners[0].get("kind").and_then(Value::as_str) == Some("Node")
+                        && owners[0].get("name").and_then(Value::as_str) == Some(node);
+                    if !own {
+                        return Err(deny(
+                            a,
+                            node,
+                            &format!(
+                                "node {node:?} can only create pods with an owner reference set to itself"
+                            ),
+                        ));
+                    }
+                }
+                let (secrets, cms) = references(&pod);
+                let sa = pod
+                    .pointer("/spec/serviceAccountName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty());
+                let pvc = pod.to_string().contains("\"persistentVolumeClaim\"");
+                ok(
+                    secrets.is_empty() && cms.is_empty() && !sa && !pvc,
+                    &format!(
+                        "node {node:?} can not create pods that reference secrets, configmaps, service accounts or persistent volume claims"
+                    ),
+                )
+            }
+            _ => Err(deny(a, node, "not allowed for nodes")),
+        },
+        Resource::Leases => ok(
+            a.namespace == "kube-node-lease"
+                && (a.name == node
+                    || (a.verb == "create"
+                        && body_json()
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            == Some(node))),
+            &format!("node '{node}' may only use its own lease in kube-node-lease"),
+        ),
+        Resource::Events | Resource::EventsV1 => ok(
+            matches!(a.verb.as_str(), "create" | "update" | "patch"),
+            "nodes may only write events",
+        ),
+        Resource::Csrs => ok(
+            read || (a.verb == "create" && a.subresource.is_empty()),
+            "nodes may only create and read certificate signing requests",
+        ),
+        Resource::Secrets | Resource::ConfigMaps => {
+            let name = if a.name.is_empty() {
+                field_name(q).unwrap_or_default()
+            } else {
+                a.name.clone()
+            };
+            let referenced = read
+                && !name.is_empty()
+                && st
+                    .list(Resource::Pods, &Default::default())
+                    .iter()
+                    .any(|p| {
+                        bound_to(p, node)
+                            && p.pointer("/metadata/namespace").and_then(Value::as_str)
+                                == Some(a.namespace.as_str())
+                            && {
+                                let (s, c) = references(p);
+                                if res == Resource::Secrets {
+                                    s.contains(&name)
+                                } else {
+                                    c.contains(&name)
+                                }
+                            }
+                    });
+            ok(
+                referenced,
+                "no relationship found between node and this object",
+            )
+        }
+        Resource::Services | Resource::Namespaces => ok(read, "nodes may only read this"),
+    }
+}
