@@ -12,7 +12,7 @@ use kube::api::{DeleteParams, PostParams};
 use support::fakeapi::{FakeApi, Identity};
 use support::*;
 
-const T: Duration = Duration::from_secs(60);
+const T: Duration = Duration::from_secs(120);
 
 /// A node whose agent talks to `api` as system:node:testnode, with fast status and lease.
 fn cluster_node(api: &FakeApi) -> Node {
