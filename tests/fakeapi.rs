@@ -993,6 +993,44 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
     let c3 = api.csr("node-csr-3").unwrap().status.unwrap();
     assert!(c3.certificate.is_none());
     assert!(c3.conditions.unwrap().iter().any(|c| c.type_ == "Denied"));
+
+    // Approval through the API's approval subresource: not by a node, by an approver.
+    let mut fourth = csr.clone();
+    fourth.metadata.name = Some("node-csr-4".into());
+    fourth.spec.signer_name = "example.com/manual".into();
+    csrs.create(&PostParams::default(), &fourth).await.unwrap();
+    let approve = Patch::Merge(json!({"status": {"conditions": [
+        {"type": "Approved", "status": "True", "reason": "Manual", "message": "ok"}
+    ]}}));
+    let as_node: Api<k8s_openapi::api::certificates::v1::CertificateSigningRequest> =
+        Api::all(api.client(&Identity::node("n1")).await);
+    let e = as_node
+        .patch_approval("node-csr-4", &PatchParams::default(), &approve)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(e), (403, "Forbidden".into()));
+    assert!(
+        api.csr("node-csr-4")
+            .unwrap()
+            .status
+            .unwrap()
+            .certificate
+            .is_none()
+    );
+    let as_admin: Api<k8s_openapi::api::certificates::v1::CertificateSigningRequest> =
+        Api::all(api.client(&Identity::admin()).await);
+    as_admin
+        .patch_approval("node-csr-4", &PatchParams::default(), &approve)
+        .await
+        .unwrap();
+    assert!(
+        api.csr("node-csr-4")
+            .unwrap()
+            .status
+            .unwrap()
+            .certificate
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -1320,4 +1358,129 @@ async fn node_authorization_limits_a_kubelet_to_its_own_objects() {
     // Off: the same list is allowed.
     api.set_node_authorization(false);
     all_pods.list(&ListParams::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_writes_get_a_status_and_the_server_keeps_serving() {
+    let api = FakeApi::start();
+    api.create(&pod(NS, "p", "n1"));
+    api.create(&node("n1"));
+    let client = api.client(&Identity::admin()).await;
+    let cases: &[(&str, &str, &str, &str, u16)] = &[
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/merge-patch+json",
+            r#"{"status":"x"}"#,
+            422,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p",
+            "application/merge-patch+json",
+            r#"{"metadata":"x"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/strategic-merge-patch+json",
+            r#"{"status":{"conditions":"x"}}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/strategic-merge-patch+json",
+            r#"{"status":{"containerStatuses":[{"name":"c","restartCount":"many"}]}}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/n1",
+            "application/merge-patch+json",
+            r#"[1,2]"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/n1",
+            "application/json-patch+json",
+            r#"{"op":"add"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/n1",
+            "application/apply-patch+yaml",
+            "metadata: {labels: {a: b}}",
+            422,
+        ),
+        (
+            "PUT",
+            "/api/v1/nodes/n1",
+            "application/json",
+            r#"{"metadata":{"name":"other"}}"#,
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/nodes/n1",
+            "application/yaml",
+            "metadata: {name: n1}",
+            415,
+        ),
+        (
+            "POST",
+            "/api/v1/nodes",
+            "application/json",
+            r#"{"metadata":{"name":"n2"},"spec":{"unschedulable":"yes"}}"#,
+            400,
+        ),
+        ("POST", "/api/v1/nodes", "application/json", "null", 400),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"metadata":{"name":"q","namespace":"other"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"metadata":{"name":"q"},"spec":{"containers":[]}}"#,
+            422,
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/default/pods/p",
+            "application/json",
+            "{",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/pods?fieldSelector=spec.nodeName",
+            "",
+            "",
+            400,
+        ),
+        ("GET", "/api/v1/widgets", "", "", 404),
+        ("GET", "/apis/coordination.k8s.io/v2/leases", "", "", 404),
+        ("POST", "/api/v1/pods", "application/json", "{}", 404),
+    ];
+    for (method, path, ct, body, want) in cases {
+        let mut req = http::Request::builder().method(*method).uri(*path);
+        if !ct.is_empty() {
+            req = req.header("content-type", *ct);
+        }
+        let req = req.body(body.as_bytes().to_vec()).unwrap();
+        let e = client.request_text(req).await.unwrap_err();
+        let (code, _) = status_of(e);
+        assert_eq!(code, *want, "{method} {path} {body}");
+    }
+    // Still serving, and the pod is intact and decodes.
+    let p = Api::<Pod>::namespaced(client, NS).get("p").await.unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
 }

@@ -30,11 +30,15 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
     let tls = tokio_rustls::TlsAcceptor::from(certs::server_config(&inner.pki));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // e.g. out of file descriptors: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let inner = inner.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            // Subscribed before the outage check, so an outage starting now still cuts it.
+            let mut kill = inner.conn_gen.subscribe();
             if *inner.outage.borrow() {
                 let mode = inner.ctl().outage_mode;
                 if mode == OutageMode::Blackhole {
@@ -45,7 +49,6 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
                 drop(tcp);
                 return;
             }
-            let mut kill = inner.conn_gen.subscribe();
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
             else {
@@ -813,7 +816,6 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
-        .header("transfer-encoding", "chunked")
         .body(StreamBody::new(stream).boxed())
         .unwrap_or_else(|_| Response::new(full("")))
 }
