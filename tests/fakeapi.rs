@@ -171,11 +171,7 @@ async fn authentication_by_client_cert_or_token_and_401_without() {
     // A certificate from another CA fails the handshake.
     let other = FakeApi::start();
     let (cert, key) = other.issue_client_cert("system:node:n1", &["system:nodes"]);
-    let mut cfg = api.config(&Identity::token("x")).await;
-    cfg.auth_info = Default::default();
-    cfg.auth_info.client_certificate_data = Some(base64_std(&cert));
-    cfg.auth_info.client_key_data = Some(base64_std(&key).into());
-    let foreign = kube::Client::try_from(cfg).unwrap();
+    let foreign = api.client(&Identity::Pem { cert, key }).await;
     match Api::<Node>::all(foreign).get("n1").await {
         Ok(_) => panic!("a certificate from a foreign CA must not be accepted"),
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 401),
@@ -950,13 +946,17 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
         )
         .expect("signed certificate chains to the fixture CA");
 
-    // And it authenticates as the node.
-    let mut cfg = api.config(&Identity::token("x")).await;
-    cfg.auth_info = Default::default();
-    cfg.auth_info.client_certificate_data = Some(base64_std(&cert_pem));
-    cfg.auth_info.client_key_data = Some(base64_std(&key.serialize_pem()).into());
+    // And it authenticates as the node, from files as a kubelet keeps them.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    std::fs::write(&cert_path, &cert_pem).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
     api.create(&node("n1"));
-    Api::<Node>::all(kube::Client::try_from(cfg).unwrap())
+    let id = Identity::CertFiles {
+        cert: cert_path,
+        key: key_path,
+    };
+    Api::<Node>::all(api.client(&id).await)
         .get("n1")
         .await
         .unwrap();
@@ -1483,4 +1483,137 @@ async fn malformed_writes_get_a_status_and_the_server_keeps_serving() {
     // Still serving, and the pod is intact and decodes.
     let p = Api::<Pod>::namespaced(client, NS).get("p").await.unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
+}
+
+#[tokio::test]
+async fn strategic_merge_directives_and_merge_keys() {
+    let api = FakeApi::start();
+    let nodes: Api<Node> = Api::all(api.client(&Identity::admin()).await);
+    let pp = PatchParams::default();
+    let mut n = node("n1");
+    n.metadata.finalizers = Some(vec!["a".into()]);
+    n.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "X", "name": "x1", "uid": "u1"}))
+            .unwrap(),
+    ]);
+    api.create(&n);
+    let smp = |v: serde_json::Value| Patch::Strategic(v);
+
+    // Maps merge, null deletes; ownerReferences merge by uid; finalizers are a set.
+    let n = nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"metadata": {
+                "labels": {"kubernetes.io/hostname": null, "role": "w"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Y", "name": "y1", "uid": "u2"},
+                                    {"uid": "u1", "name": "x1-renamed", "apiVersion": "v1", "kind": "X"}],
+                "finalizers": ["b", "a"]
+            }})),
+        )
+        .await
+        .unwrap();
+    let m = n.metadata;
+    assert_eq!(
+        m.labels.unwrap().into_iter().collect::<Vec<_>>(),
+        [("role".to_string(), "w".to_string())]
+    );
+    let owners: Vec<(String, String)> = m
+        .owner_references
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.uid, o.name))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("u1".into(), "x1-renamed".into()),
+            ("u2".into(), "y1".into())
+        ]
+    );
+    assert_eq!(m.finalizers.unwrap(), ["a", "b"]);
+
+    // $deleteFromPrimitiveList, element $patch: delete, list $patch: replace.
+    nodes
+        .patch_status(
+            "n1",
+            &pp,
+            &smp(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True"}, {"type": "DiskPressure", "status": "False"}
+            ], "addresses": [{"type": "Hostname", "address": "n1"}]}})),
+        )
+        .await
+        .unwrap();
+    let n = nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n.metadata.finalizers.unwrap(), ["b"]);
+    let n = nodes
+        .patch_status(
+            "n1",
+            &pp,
+            &smp(json!({"status": {"conditions": [{"type": "DiskPressure", "$patch": "delete"}]}})),
+        )
+        .await
+        .unwrap();
+    let types: Vec<String> = n
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(types, ["Ready"]);
+    let n = nodes
+        .patch_status(
+            "n1",
+            &pp,
+            &smp(json!({"status": {"addresses": [
+                {"$patch": "replace"}, {"type": "InternalIP", "address": "127.0.0.1"}
+            ]}})),
+        )
+        .await
+        .unwrap();
+    let addrs: Vec<String> = n
+        .status
+        .unwrap()
+        .addresses
+        .unwrap()
+        .into_iter()
+        .map(|a| a.type_)
+        .collect();
+    assert_eq!(addrs, ["InternalIP"]);
+
+    // Lists without a merge key (taints) are replaced whole, as in the real API.
+    nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .unwrap();
+    let n = nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"spec": {"taints": [{"key": "b", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .unwrap();
+    let taints: Vec<String> = n
+        .spec
+        .unwrap()
+        .taints
+        .unwrap()
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert_eq!(taints, ["b"]);
 }
