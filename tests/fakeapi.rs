@@ -1617,3 +1617,56 @@ async fn strategic_merge_directives_and_merge_keys() {
         .collect();
     assert_eq!(taints, ["b"]);
 }
+
+#[tokio::test]
+async fn bounded_history_expires_old_watch_starts_and_events_v1_work() {
+    let api = FakeApi::start();
+    api.set_history_limit(3);
+    let client = api.client(&Identity::admin()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let start = api.resource_version().to_string();
+    for i in 0..5 {
+        api.create(&pod(NS, &format!("p{i}"), "n1"));
+    }
+    // The start point fell out of the 3-change window: 410 as an ERROR event.
+    let mut w = pods
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
+    match w.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => assert_eq!(e.code, 410),
+        other => panic!("expected 410, got {other:?}"),
+    }
+    // Inside the window: the missed changes are replayed in order.
+    let from = (api.resource_version() - 2).to_string();
+    let mut w = pods
+        .watch(&WatchParams::default().timeout(5), &from)
+        .await
+        .unwrap()
+        .boxed();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        if let WatchEvent::Added(p) = w.try_next().await.unwrap().unwrap() {
+            names.push(p.metadata.name.unwrap());
+        }
+    }
+    assert_eq!(names, ["p3", "p4"]);
+
+    // events.k8s.io/v1 is served too, apart from core events.
+    let ev: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, NS);
+    let e: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-11-22T23:00:00.000000Z",
+        "reportingController": "ironlet", "reportingInstance": "n1",
+        "action": "Started", "reason": "Started", "type": "Normal",
+        "regarding": {"kind": "Pod", "name": "p1", "namespace": NS}
+    }))
+    .unwrap();
+    ev.create(&PostParams::default(), &e).await.unwrap();
+    assert_eq!(
+        ev.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    assert!(api.events(Some(NS)).is_empty(), "core events are separate");
+}

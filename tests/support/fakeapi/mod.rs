@@ -16,7 +16,8 @@
 //! api.create(&pod("default", "web", "n1"));                              // test-side writes
 //! let pods: Api<Pod> = Api::all(api.client(&Identity::admin()).await);   // a real client
 //! let p = api.wait_for("running", Duration::from_secs(10), |a| {
-//!     a.pod("default", "web").filter(|p| p.status.as_ref()?.phase.as_deref() == Some("Running"))
+//!     let p = a.pod("default", "web")?;
+//!     (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
 //! }).await;
 //! assert_eq!(api.count("PATCH", "/pods/web/status"), 1);
 //! ```
