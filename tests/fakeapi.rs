@@ -1670,3 +1670,51 @@ async fn bounded_history_expires_old_watch_starts_and_events_v1_work() {
     );
     assert!(api.events(Some(NS)).is_empty(), "core events are separate");
 }
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue() {
+    let api = FakeApi::start();
+    for i in 0..5 {
+        api.create(&pod(NS, &format!("p{i}"), "n1"));
+    }
+    api.create(&pod(NS, "elsewhere", "n2"));
+    let pods: Api<Pod> = Api::all(api.client(&Identity::node("n1")).await);
+    let lp = ListParams::default().fields("spec.nodeName=n1").limit(2);
+    let first = pods.list(&lp).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().unwrap();
+    let second = pods.list(&lp.clone().continue_token(&token)).await.unwrap();
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    let third = pods
+        .list(
+            &lp.clone()
+                .continue_token(second.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(third.metadata.continue_.is_none());
+    let names: Vec<String> = [first.items, second.items, third.items]
+        .concat()
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4"]);
+
+    // kube-runtime's watcher pages through the initial list.
+    let cfg = kube::runtime::watcher::Config::default()
+        .fields("spec.nodeName=n1")
+        .page_size(2);
+    let mut w = kube::runtime::watcher(pods.clone(), cfg).boxed();
+    let mut seen = Vec::new();
+    watcher_until(&mut w, "InitDone", &mut seen).await;
+    assert_eq!(seen.len(), 7, "{seen:?}");
+
+    // A token from before compaction has expired.
+    api.compact();
+    let e = pods.list(&lp.continue_token(&token)).await.unwrap_err();
+    assert_eq!(status_of(e), (410, "Expired".into()));
+}
