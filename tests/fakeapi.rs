@@ -171,11 +171,7 @@ async fn authentication_by_client_cert_or_token_and_401_without() {
     // A certificate from another CA fails the handshake.
     let other = FakeApi::start();
     let (cert, key) = other.issue_client_cert("system:node:n1", &["system:nodes"]);
-    let mut cfg = api.config(&Identity::token("x")).await;
-    cfg.auth_info = Default::default();
-    cfg.auth_info.client_certificate_data = Some(base64_std(&cert));
-    cfg.auth_info.client_key_data = Some(base64_std(&key).into());
-    let foreign = kube::Client::try_from(cfg).unwrap();
+    let foreign = api.client(&Identity::Pem { cert, key }).await;
     match Api::<Node>::all(foreign).get("n1").await {
         Ok(_) => panic!("a certificate from a foreign CA must not be accepted"),
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 401),
@@ -950,13 +946,17 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
         )
         .expect("signed certificate chains to the fixture CA");
 
-    // And it authenticates as the node.
-    let mut cfg = api.config(&Identity::token("x")).await;
-    cfg.auth_info = Default::default();
-    cfg.auth_info.client_certificate_data = Some(base64_std(&cert_pem));
-    cfg.auth_info.client_key_data = Some(base64_std(&key.serialize_pem()).into());
+    // And it authenticates as the node, from files as a kubelet keeps them.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    std::fs::write(&cert_path, &cert_pem).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
     api.create(&node("n1"));
-    Api::<Node>::all(kube::Client::try_from(cfg).unwrap())
+    let id = Identity::CertFiles {
+        cert: cert_path,
+        key: key_path,
+    };
+    Api::<Node>::all(api.client(&id).await)
         .get("n1")
         .await
         .unwrap();
@@ -993,6 +993,44 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
     let c3 = api.csr("node-csr-3").unwrap().status.unwrap();
     assert!(c3.certificate.is_none());
     assert!(c3.conditions.unwrap().iter().any(|c| c.type_ == "Denied"));
+
+    // Approval through the API's approval subresource: not by a node, by an approver.
+    let mut fourth = csr.clone();
+    fourth.metadata.name = Some("node-csr-4".into());
+    fourth.spec.signer_name = "example.com/manual".into();
+    csrs.create(&PostParams::default(), &fourth).await.unwrap();
+    let approve = Patch::Merge(json!({"status": {"conditions": [
+        {"type": "Approved", "status": "True", "reason": "Manual", "message": "ok"}
+    ]}}));
+    let as_node: Api<k8s_openapi::api::certificates::v1::CertificateSigningRequest> =
+        Api::all(api.client(&Identity::node("n1")).await);
+    let e = as_node
+        .patch_approval("node-csr-4", &PatchParams::default(), &approve)
+        .await
+        .unwrap_err();
+    assert_eq!(status_of(e), (403, "Forbidden".into()));
+    assert!(
+        api.csr("node-csr-4")
+            .unwrap()
+            .status
+            .unwrap()
+            .certificate
+            .is_none()
+    );
+    let as_admin: Api<k8s_openapi::api::certificates::v1::CertificateSigningRequest> =
+        Api::all(api.client(&Identity::admin()).await);
+    as_admin
+        .patch_approval("node-csr-4", &PatchParams::default(), &approve)
+        .await
+        .unwrap();
+    assert!(
+        api.csr("node-csr-4")
+            .unwrap()
+            .status
+            .unwrap()
+            .certificate
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -1320,4 +1358,363 @@ async fn node_authorization_limits_a_kubelet_to_its_own_objects() {
     // Off: the same list is allowed.
     api.set_node_authorization(false);
     all_pods.list(&ListParams::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_writes_get_a_status_and_the_server_keeps_serving() {
+    let api = FakeApi::start();
+    api.create(&pod(NS, "p", "n1"));
+    api.create(&node("n1"));
+    let client = api.client(&Identity::admin()).await;
+    let cases: &[(&str, &str, &str, &str, u16)] = &[
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/merge-patch+json",
+            r#"{"status":"x"}"#,
+            422,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p",
+            "application/merge-patch+json",
+            r#"{"metadata":"x"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/strategic-merge-patch+json",
+            r#"{"status":{"conditions":"x"}}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/default/pods/p/status",
+            "application/strategic-merge-patch+json",
+            r#"{"status":{"containerStatuses":[{"name":"c","restartCount":"many"}]}}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/n1",
+            "application/merge-patch+json",
+            r#"[1,2]"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/n1",
+            "application/json-patch+json",
+            r#"{"op":"add"}"#,
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/nodes/n1",
+            "application/apply-patch+yaml",
+            "metadata: {labels: {a: b}}",
+            422,
+        ),
+        (
+            "PUT",
+            "/api/v1/nodes/n1",
+            "application/json",
+            r#"{"metadata":{"name":"other"}}"#,
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/nodes/n1",
+            "application/yaml",
+            "metadata: {name: n1}",
+            415,
+        ),
+        (
+            "POST",
+            "/api/v1/nodes",
+            "application/json",
+            r#"{"metadata":{"name":"n2"},"spec":{"unschedulable":"yes"}}"#,
+            400,
+        ),
+        ("POST", "/api/v1/nodes", "application/json", "null", 400),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"metadata":{"name":"q","namespace":"other"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#,
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"metadata":{"name":"q"},"spec":{"containers":[]}}"#,
+            422,
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/default/pods/p",
+            "application/json",
+            "{",
+            400,
+        ),
+        (
+            "GET",
+            "/api/v1/pods?fieldSelector=spec.nodeName",
+            "",
+            "",
+            400,
+        ),
+        ("GET", "/api/v1/widgets", "", "", 404),
+        ("GET", "/apis/coordination.k8s.io/v2/leases", "", "", 404),
+        ("POST", "/api/v1/pods", "application/json", "{}", 404),
+    ];
+    for (method, path, ct, body, want) in cases {
+        let mut req = http::Request::builder().method(*method).uri(*path);
+        if !ct.is_empty() {
+            req = req.header("content-type", *ct);
+        }
+        let req = req.body(body.as_bytes().to_vec()).unwrap();
+        let e = client.request_text(req).await.unwrap_err();
+        let (code, _) = status_of(e);
+        assert_eq!(code, *want, "{method} {path} {body}");
+    }
+    // Still serving, and the pod is intact and decodes.
+    let p = Api::<Pod>::namespaced(client, NS).get("p").await.unwrap();
+    assert_eq!(p.status.unwrap().phase.as_deref(), Some("Pending"));
+}
+
+#[tokio::test]
+async fn strategic_merge_directives_and_merge_keys() {
+    let api = FakeApi::start();
+    let nodes: Api<Node> = Api::all(api.client(&Identity::admin()).await);
+    let pp = PatchParams::default();
+    let mut n = node("n1");
+    n.metadata.finalizers = Some(vec!["a".into()]);
+    n.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({"apiVersion": "v1", "kind": "X", "name": "x1", "uid": "u1"}))
+            .unwrap(),
+    ]);
+    api.create(&n);
+    let smp = |v: serde_json::Value| Patch::Strategic(v);
+
+    // Maps merge, null deletes; ownerReferences merge by uid; finalizers are a set.
+    let n = nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"metadata": {
+                "labels": {"kubernetes.io/hostname": null, "role": "w"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Y", "name": "y1", "uid": "u2"},
+                                    {"uid": "u1", "name": "x1-renamed", "apiVersion": "v1", "kind": "X"}],
+                "finalizers": ["b", "a"]
+            }})),
+        )
+        .await
+        .unwrap();
+    let m = n.metadata;
+    assert_eq!(
+        m.labels.unwrap().into_iter().collect::<Vec<_>>(),
+        [("role".to_string(), "w".to_string())]
+    );
+    let owners: Vec<(String, String)> = m
+        .owner_references
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.uid, o.name))
+        .collect();
+    assert_eq!(
+        owners,
+        [
+            ("u1".into(), "x1-renamed".into()),
+            ("u2".into(), "y1".into())
+        ]
+    );
+    assert_eq!(m.finalizers.unwrap(), ["a", "b"]);
+
+    // $deleteFromPrimitiveList, element $patch: delete, list $patch: replace.
+    nodes
+        .patch_status(
+            "n1",
+            &pp,
+            &smp(json!({"status": {"conditions": [
+                {"type": "Ready", "status": "True"}, {"type": "DiskPressure", "status": "False"}
+            ], "addresses": [{"type": "Hostname", "address": "n1"}]}})),
+        )
+        .await
+        .unwrap();
+    let n = nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n.metadata.finalizers.unwrap(), ["b"]);
+    let n = nodes
+        .patch_status(
+            "n1",
+            &pp,
+            &smp(json!({"status": {"conditions": [{"type": "DiskPressure", "$patch": "delete"}]}})),
+        )
+        .await
+        .unwrap();
+    let types: Vec<String> = n
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(types, ["Ready"]);
+    let n = nodes
+        .patch_status(
+            "n1",
+            &pp,
+            &smp(json!({"status": {"addresses": [
+                {"$patch": "replace"}, {"type": "InternalIP", "address": "127.0.0.1"}
+            ]}})),
+        )
+        .await
+        .unwrap();
+    let addrs: Vec<String> = n
+        .status
+        .unwrap()
+        .addresses
+        .unwrap()
+        .into_iter()
+        .map(|a| a.type_)
+        .collect();
+    assert_eq!(addrs, ["InternalIP"]);
+
+    // Lists without a merge key (taints) are replaced whole, as in the real API.
+    nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"spec": {"taints": [{"key": "a", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .unwrap();
+    let n = nodes
+        .patch(
+            "n1",
+            &pp,
+            &smp(json!({"spec": {"taints": [{"key": "b", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .unwrap();
+    let taints: Vec<String> = n
+        .spec
+        .unwrap()
+        .taints
+        .unwrap()
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert_eq!(taints, ["b"]);
+}
+
+#[tokio::test]
+async fn bounded_history_expires_old_watch_starts_and_events_v1_work() {
+    let api = FakeApi::start();
+    api.set_history_limit(3);
+    let client = api.client(&Identity::admin()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let start = api.resource_version().to_string();
+    for i in 0..5 {
+        api.create(&pod(NS, &format!("p{i}"), "n1"));
+    }
+    // The start point fell out of the 3-change window: 410 as an ERROR event.
+    let mut w = pods
+        .watch(&WatchParams::default(), &start)
+        .await
+        .unwrap()
+        .boxed();
+    match w.try_next().await.unwrap().unwrap() {
+        WatchEvent::Error(e) => assert_eq!(e.code, 410),
+        other => panic!("expected 410, got {other:?}"),
+    }
+    // Inside the window: the missed changes are replayed in order.
+    let from = (api.resource_version() - 2).to_string();
+    let mut w = pods
+        .watch(&WatchParams::default().timeout(5), &from)
+        .await
+        .unwrap()
+        .boxed();
+    let mut names = Vec::new();
+    while names.len() < 2 {
+        if let WatchEvent::Added(p) = w.try_next().await.unwrap().unwrap() {
+            names.push(p.metadata.name.unwrap());
+        }
+    }
+    assert_eq!(names, ["p3", "p4"]);
+
+    // events.k8s.io/v1 is served too, apart from core events.
+    let ev: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, NS);
+    let e: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-11-22T23:00:00.000000Z",
+        "reportingController": "ironlet", "reportingInstance": "n1",
+        "action": "Started", "reason": "Started", "type": "Normal",
+        "regarding": {"kind": "Pod", "name": "p1", "namespace": NS}
+    }))
+    .unwrap();
+    ev.create(&PostParams::default(), &e).await.unwrap();
+    assert_eq!(
+        ev.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    assert!(api.events(Some(NS)).is_empty(), "core events are separate");
+}
+
+#[tokio::test]
+async fn lists_page_with_limit_and_continue() {
+    let api = FakeApi::start();
+    for i in 0..5 {
+        api.create(&pod(NS, &format!("p{i}"), "n1"));
+    }
+    api.create(&pod(NS, "elsewhere", "n2"));
+    let pods: Api<Pod> = Api::all(api.client(&Identity::node("n1")).await);
+    let lp = ListParams::default().fields("spec.nodeName=n1").limit(2);
+    let first = pods.list(&lp).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().unwrap();
+    let second = pods.list(&lp.clone().continue_token(&token)).await.unwrap();
+    assert_eq!(
+        second.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    let third = pods
+        .list(
+            &lp.clone()
+                .continue_token(second.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(third.metadata.continue_.is_none());
+    let names: Vec<String> = [first.items, second.items, third.items]
+        .concat()
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4"]);
+
+    // kube-runtime's watcher pages through the initial list.
+    let cfg = kube::runtime::watcher::Config::default()
+        .fields("spec.nodeName=n1")
+        .page_size(2);
+    let mut w = kube::runtime::watcher(pods.clone(), cfg).boxed();
+    let mut seen = Vec::new();
+    watcher_until(&mut w, "InitDone", &mut seen).await;
+    assert_eq!(seen.len(), 7, "{seen:?}");
+
+    // A token from before compaction has expired.
+    api.compact();
+    let e = pods.list(&lp.continue_token(&token)).await.unwrap_err();
+    assert_eq!(status_of(e), (410, "Expired".into()));
 }

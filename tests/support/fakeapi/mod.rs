@@ -9,6 +9,23 @@
 //!
 //! Product code never depends on this module. The server runs on its own runtime in a
 //! background thread, so a `FakeApi` works from both `#[test]` and `#[tokio::test]`.
+//!
+//! ```ignore
+//! let api = FakeApi::start();
+//! api.write_kubeconfig(&dir.join("kubeconfig"), &Identity::node("n1")); // for the binary
+//! api.create(&pod("default", "web", "n1"));                              // test-side writes
+//! let pods: Api<Pod> = Api::all(api.client(&Identity::admin()).await);   // a real client
+//! let p = api.wait_for("running", Duration::from_secs(10), |a| {
+//!     let p = a.pod("default", "web")?;
+//!     (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+//! }).await;
+//! assert_eq!(api.count("PATCH", "/pods/web/status"), 1);
+//! ```
+//!
+//! Kubelet identities (system:node:NAME) are held to the Node authorizer and NodeRestriction
+//! (nodeauth.rs); `set_node_authorization(false)` lifts that. Set `FAKEAPI_LOG=1` to print
+//! every request. Note that kube's client retries 429/503/504 by itself (up to 15 times,
+//! honouring Retry-After): inject 500 to see a failure at the first try.
 
 mod certs;
 mod nodeauth;
@@ -33,8 +50,18 @@ pub use store::{ApiError, DeleteOpts, Resource};
 /// `add_token`.
 #[derive(Clone, Debug)]
 pub enum Identity {
+    /// A fresh certificate from the fixture CA for this user and groups.
     Cert { user: String, groups: Vec<String> },
+    /// A bearer token (see `add_token`).
     Token(String),
+    /// A given certificate and key (PEM), e.g. one signed through a CSR, or a foreign one.
+    Pem { cert: String, key: String },
+    /// Certificate and key files the kubeconfig points to (as a kubelet's rotated
+    /// kubelet-client-current.pem).
+    CertFiles {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
 }
 
 impl Identity {
@@ -401,7 +428,7 @@ impl FakeApi {
     }
 
     /// The kubeconfig YAML for `id` (certificate-authority-data plus client certificate/key
-    /// data or a token).
+    /// data, files or a token).
     pub fn kubeconfig(&self, id: &Identity) -> String {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
@@ -416,6 +443,16 @@ impl FakeApi {
                 )
             }
             Identity::Token(t) => format!("    token: {t}\n"),
+            Identity::Pem { cert, key } => format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64(cert),
+                b64(key)
+            ),
+            Identity::CertFiles { cert, key } => format!(
+                "    client-certificate: {}\n    client-key: {}\n",
+                cert.display(),
+                key.display()
+            ),
         };
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fakeapi\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: fakeapi\n  context:\n    cluster: fakeapi\n    user: fakeapi-user\ncurrent-context: fakeapi\nusers:\n- name: fakeapi-user\n  user:\n{user}",

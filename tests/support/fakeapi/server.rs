@@ -30,11 +30,15 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
     let tls = tokio_rustls::TlsAcceptor::from(certs::server_config(&inner.pki));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // e.g. out of file descriptors: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let inner = inner.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            // Subscribed before the outage check, so an outage starting now still cuts it.
+            let mut kill = inner.conn_gen.subscribe();
             if *inner.outage.borrow() {
                 let mode = inner.ctl().outage_mode;
                 if mode == OutageMode::Blackhole {
@@ -45,7 +49,6 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
                 drop(tcp);
                 return;
             }
-            let mut kill = inner.conn_gen.subscribe();
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
             else {
@@ -580,20 +583,59 @@ fn filter_from(
     })
 }
 
+/// A continue token: the list's resourceVersion and the last key served.
+fn continue_token(rv: u64, ns: &str, name: &str) -> String {
+    use base64::Engine;
+    let raw = serde_json::to_vec(&json!({"rv": rv, "ns": ns, "name": name})).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn parse_continue(token: &str) -> ApiResult<(u64, String, String)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request(format!("continue key is not valid: {token}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok((rv, s("ns").ok_or_else(bad)?, s("name").ok_or_else(bad)?))
+}
+
+fn key_of(v: &Value) -> (String, String) {
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    (s("/metadata/namespace"), s("/metadata/name"))
+}
+
+/// LIST with the real API's resourceVersion rules and limit/continue paging. Later pages
+/// come from the current state (the fixture keeps no snapshots) but keep the first page's
+/// resourceVersion; a continue token older than the history window is 410 Expired.
 fn list(
     inner: &Inner,
     res: Resource,
     filter: &Filter,
     q: &HashMap<String, String>,
 ) -> ApiResult<Value> {
-    if q.get("continue").is_some_and(|c| !c.is_empty()) {
-        return Err(ApiError::gone(
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-        ));
-    }
     let st = inner.store();
+    let mut list_rv = st.rv();
+    let mut after: Option<(String, String)> = None;
+    if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
+        let (rv, ns, name) = parse_continue(token)?;
+        if st.check_watchable(rv).is_err() {
+            return Err(ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ));
+        }
+        list_rv = rv;
+        after = Some((ns, name));
+    }
     let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
-    if !rv.is_empty() {
+    if !rv.is_empty() && after.is_none() {
         let n: u64 = rv
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
@@ -614,11 +656,28 @@ fn list(
         }
     }
     let info = res.info();
-    let items = st.list(res, filter);
+    let mut items = st.list(res, filter);
+    if let Some(last) = &after {
+        items.retain(|v| key_of(v) > *last);
+    }
+    let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    if let Some(limit) = limit
+        && items.len() > limit
+    {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let (ns, name) = items.last().map(key_of).unwrap_or_default();
+        meta["continue"] = json!(continue_token(list_rv, &ns, &name));
+        meta["remainingItemCount"] = json!(remaining);
+    }
     Ok(json!({
         "apiVersion": info.api_version,
         "kind": format!("{}List", info.kind),
-        "metadata": {"resourceVersion": st.rv().to_string()},
+        "metadata": meta,
         "items": items,
     }))
 }
@@ -813,7 +872,6 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
-        .header("transfer-encoding", "chunked")
         .body(StreamBody::new(stream).boxed())
         .unwrap_or_else(|_| Response::new(full("")))
 }

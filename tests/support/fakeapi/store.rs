@@ -507,12 +507,14 @@ fn rfc3339_in(secs: i64) -> String {
 pub fn new_uid() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
+    let variant = ["8", "9", "a", "b"][usize::from(b[8] & 3)];
     format!(
-        "{}-{}-4{}-{}-{}",
+        "{}-{}-4{}-{}{}-{}",
         &h[0..8],
         &h[8..12],
         &h[13..16],
-        &h[16..20],
+        variant,
+        &h[17..20],
         &h[20..32]
     )
 }
@@ -649,9 +651,10 @@ impl Store {
                 "the body of the request was not a JSON object",
             ));
         }
-        if obj.get("metadata").is_none_or(|m| !m.is_object()) {
+        if obj.get("metadata").is_none_or(Value::is_null) {
             obj["metadata"] = json!({});
         }
+        check_shape(res, "", &obj)?;
         if let Some(k) = obj.get("kind").and_then(Value::as_str)
             && k != info.kind
         {
@@ -776,6 +779,7 @@ impl Store {
             Resource::Secrets => secret_string_data(&mut obj),
             _ => {}
         }
+        check_types(res, &obj)?;
         Ok(self.commit(res, ChangeType::Added, None, obj))
     }
 
@@ -873,6 +877,7 @@ impl Store {
     fn write(&mut self, res: Resource, old: Value, proposed: Value, sub: Sub) -> ApiResult<Value> {
         let info = res.info();
         let name = name_of(&old).to_string();
+        check_shape(res, &name, &proposed)?;
         let mut new = match sub {
             Sub::Main => {
                 let mut n = proposed;
@@ -966,6 +971,7 @@ impl Store {
             new["metadata"]["generation"] = json!(g + 1);
         }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        check_types(res, &new)?;
         if new == old {
             // A no-op write does not move the resourceVersion, as in the real API server.
             return Ok(old);
@@ -1074,6 +1080,60 @@ impl Store {
         let new = old.clone();
         Ok(self.commit(res, ChangeType::Deleted, Some(old), new))
     }
+}
+
+/// The top-level shape every kind here shares: metadata, spec and status are objects when
+/// present. Anything else is refused before it can reach the store.
+fn check_shape(res: Resource, name: &str, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the object is not a JSON object"));
+    }
+    for field in ["metadata", "spec", "status"] {
+        match obj.get(field) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!("{field}: Invalid value: must be an object"),
+                ));
+            }
+        }
+    }
+    if obj.get("metadata").is_some_and(Value::is_null) {
+        return Err(ApiError::invalid(res, name, "metadata: Required value"));
+    }
+    Ok(())
+}
+
+/// Decodes the object as its Kubernetes type, as the real API server does before anything
+/// is stored: a wrong type for a known field is a 400 with the decoder's message.
+fn check_types(res: Resource, obj: &Value) -> ApiResult<()> {
+    use k8s_openapi::api::{certificates, coordination, core, events};
+    fn decode<K: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
+        serde_json::from_slice::<K>(bytes)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    let bytes = serde_json::to_vec(obj).unwrap_or_default();
+    let r = match res {
+        Resource::Nodes => decode::<core::v1::Node>(&bytes),
+        Resource::Pods => decode::<core::v1::Pod>(&bytes),
+        Resource::Leases => decode::<coordination::v1::Lease>(&bytes),
+        Resource::Events => decode::<core::v1::Event>(&bytes),
+        Resource::EventsV1 => decode::<events::v1::Event>(&bytes),
+        Resource::Csrs => decode::<certificates::v1::CertificateSigningRequest>(&bytes),
+        Resource::Namespaces => decode::<core::v1::Namespace>(&bytes),
+        Resource::Services => decode::<core::v1::Service>(&bytes),
+        Resource::ConfigMaps => decode::<core::v1::ConfigMap>(&bytes),
+        Resource::Secrets => decode::<core::v1::Secret>(&bytes),
+    };
+    r.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the object could not be decoded as a {}: {e}",
+            res.info().kind
+        ))
+    })
 }
 
 /// A secret's write-only stringData becomes base64 data, as the API server does.
