@@ -16,10 +16,18 @@ const T: Duration = Duration::from_secs(120);
 
 /// A node whose agent talks to `api` as system:node:testnode, with fast status and lease.
 fn cluster_node(api: &FakeApi) -> Node {
-    let mut node = Node::with_config(
+    cluster_node_with(
+        api,
+        "evictionHard: {memory.available: 100Mi, nodefs.available: 1%}\n",
+    )
+}
+
+fn cluster_node_with(api: &FakeApi, eviction: &str) -> Node {
+    let mut node = Node::with_config(&format!(
         "healthzPort: 0\nruntimeRequestTimeout: 30s\nnodeStatusUpdateFrequency: 1s\n\
-         nodeStatusReportFrequency: 1m\nnodeLeaseDurationSeconds: 4\n",
-    );
+         nodeStatusReportFrequency: 1m\nnodeLeaseDurationSeconds: 4\n\
+         kubeReserved: {{cpu: 100m, memory: 256Mi}}\nsystemReserved: {{memory: 128Mi}}\n{eviction}",
+    ));
     let kubeconfig = node.dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig, &Identity::node(NODE));
     node.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
@@ -82,8 +90,14 @@ async fn registers_heartbeats_runs_and_gracefully_deletes_an_api_pod() {
         .0
         .parse()
         .unwrap();
-    // Allocatable = capacity - the default memory.available<100Mi threshold.
-    assert_eq!(mem_cap - mem_alloc, 100 << 20);
+    // Allocatable = capacity - kubeReserved - systemReserved - memory.available<100Mi.
+    assert_eq!(mem_cap - mem_alloc, (256 + 128 + 100) << 20);
+    let milli = |q: &str| -> i64 {
+        q.strip_suffix('m')
+            .map_or_else(|| q.parse::<i64>().unwrap() * 1000, |m| m.parse().unwrap())
+    };
+    let cpu_alloc = milli(&status.allocatable.clone().unwrap()["cpu"].0);
+    assert_eq!(milli(&capacity["cpu"].0) - cpu_alloc, 100);
     let info = status.node_info.clone().unwrap();
     assert!(info.container_runtime_version.starts_with("containerd://"));
     assert!(info.kubelet_version.starts_with("v1.33"));
@@ -370,5 +384,37 @@ async fn watch_expiry_relists_without_duplicate_workers() {
     assert_eq!(node.containers_in(&sb.id).await.len(), 1);
     let first = api.pod("default", "first").unwrap();
     assert_eq!(restart_counts(&first), vec![0]);
+    node.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressure_conditions_follow_real_readings_against_eviction_hard() {
+    let api = FakeApi::start();
+    // Thresholds no machine meets: every pressure condition must turn True.
+    let mut node = cluster_node_with(
+        &api,
+        "evictionHard: {memory.available: 1Pi, nodefs.available: 99.99%, pid.available: \"1000000000\"}\n",
+    );
+    node.start_agent();
+    let conditions = api
+        .wait_for("pressure reported", T, |a| {
+            let cs = a.node(NODE)?.status?.conditions?;
+            cs.iter()
+                .any(|c| c.type_ == "MemoryPressure" && c.status == "True")
+                .then_some(cs)
+        })
+        .await;
+    for (ty, reason) in [
+        ("MemoryPressure", "KubeletHasInsufficientMemory"),
+        ("DiskPressure", "KubeletHasDiskPressure"),
+        ("PIDPressure", "KubeletHasInsufficientPID"),
+    ] {
+        let c = conditions.iter().find(|c| c.type_ == ty).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_deref()),
+            ("True", Some(reason)),
+            "{ty}"
+        );
+    }
     node.cleanup().await;
 }
