@@ -158,6 +158,34 @@ async fn registers_heartbeats_runs_and_gracefully_deletes_an_api_pod() {
         })
         .await;
     assert!(running.1.starts_with("198.18."), "pod IP {}", running.1);
+
+    // Nothing changes now, so nothing is sent: neither pod nor node status is patched again
+    // (the node's 1 s update period recomputes, its 1 m report period is not yet due).
+    let patches = |a: &FakeApi, path: &str| {
+        a.requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path == path)
+            .count()
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pod_path = "/api/v1/namespaces/default/pods/web/status";
+    let node_path = format!("/api/v1/nodes/{NODE}/status");
+    let (pod_before, node_before) = (patches(&api, pod_path), patches(&api, &node_path));
+    assert!(
+        pod_before > 0 && node_before > 0,
+        "statuses were sent by PATCH"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        patches(&api, pod_path),
+        pod_before,
+        "pod status re-sent unchanged"
+    );
+    assert_eq!(
+        patches(&api, &node_path),
+        node_before,
+        "node status re-sent unchanged"
+    );
     let sb = node.sandboxes("web").await;
     assert_eq!(sb.len(), 1, "one sandbox for the API pod");
 
