@@ -147,8 +147,7 @@ pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, Api
         field,
         message,
     };
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(path).map_err(|e| kc_err(e.to_string()))?;
+    let kubeconfig = read_kubeconfig(path).map_err(kc_err)?;
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
@@ -245,6 +244,31 @@ pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, Api
         identity,
         server: config.cluster_url.to_string(),
     })
+}
+
+/// Kubeconfig files larger than this are refused before parsing.
+pub const MAX_KUBECONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Parses kubeconfig text (pure, fuzzed). Relative file references stay as written.
+pub fn parse_kubeconfig(text: &str) -> Result<kube::config::Kubeconfig, String> {
+    kube::config::Kubeconfig::from_yaml(text).map_err(|e| e.to_string())
+}
+
+/// Reads a kubeconfig with a size cap, resolving the files it names relative to its own
+/// directory (as kubectl does).
+fn read_kubeconfig(path: &Path) -> Result<kube::config::Kubeconfig, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_KUBECONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_KUBECONFIG_BYTES {
+        return Err(format!("larger than the {MAX_KUBECONFIG_BYTES} byte limit"));
+    }
+    parse_kubeconfig(&text)?;
+    // kube's reader resolves relative paths against the file's directory.
+    kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())
 }
 
 /// The TLS versions and suites of outbound connections: the same data as the server's.
