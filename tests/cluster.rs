@@ -292,6 +292,37 @@ async fn static_pods_get_mirror_pods_that_are_recreated_and_unsupported_pods_are
         st.message
     );
     assert!(node.sandboxes("nfs-user").await.is_empty());
+
+    // A readiness probe that fails every other second: each new failure is an Unhealthy
+    // event with the same message, aggregated into one Event whose count grows.
+    pods.create(
+        &PostParams::default(),
+        &api_pod(
+            "unready",
+            "while true; do sleep 1; done",
+            "    readinessProbe:\n      exec: {command: [sh, -c, \"test $(( $(date +%s) % 2 )) -eq 0\"]}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+        ),
+    )
+    .await
+    .unwrap();
+    let ev = api
+        .wait_for("aggregated Unhealthy event", T, |a| {
+            let evs: Vec<_> = a
+                .events(Some("default"))
+                .into_iter()
+                .filter(|e| {
+                    e.reason.as_deref() == Some("Unhealthy")
+                        && e.involved_object.name.as_deref() == Some("unready")
+                })
+                .collect();
+            evs.iter()
+                .find(|e| e.count.unwrap_or(0) >= 3)
+                .map(|e| (e.clone(), evs.len()))
+        })
+        .await;
+    assert_eq!(ev.1, 1, "repeats are aggregated into one Event");
+    assert_eq!(ev.0.type_.as_deref(), Some("Warning"));
+    assert!(ev.0.last_timestamp > ev.0.first_timestamp);
     node.cleanup().await;
 }
 
