@@ -1112,6 +1112,22 @@ async fn injected_failures_reach_the_client() {
         t.elapsed()
     );
     api.set_latency(Duration::ZERO);
+    api.slow_matching(Some("GET"), "/api/v1/nodes/", Duration::from_millis(400));
+    let t = Instant::now();
+    pods.get("p").await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    nodes.get("n1").await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    api.clear_failures();
 
     // An outage cuts open watches and refuses requests; the client recovers after it.
     let mut watch = pods
@@ -1310,6 +1326,22 @@ async fn node_authorization_limits_a_kubelet_to_its_own_objects() {
         .await
         .map(|_| ());
     assert_eq!(forbidden(e), fb);
+    for (what, owners) in [
+        ("no owner", json!([])),
+        (
+            "wrong uid",
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "x", "controller": true}]),
+        ),
+        (
+            "not controller",
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": n1_uid}]),
+        ),
+    ] {
+        let mut p = mirror("static-o", "n1", json!({}));
+        p.metadata.owner_references = serde_json::from_value(owners).unwrap();
+        let e = pods.create(&PostParams::default(), &p).await.map(|_| ());
+        assert_eq!(forbidden(e), fb, "{what}");
+    }
     let with_secret = json!({"spec": {"volumes": [{"name": "s", "secret": {"secretName": "db"}}]}});
     let e = pods
         .create(

@@ -247,6 +247,7 @@ pub(crate) struct Control {
     api_rules: Option<Vec<AccessRule>>,
     fail_rules: Vec<FailRule>,
     latency: Duration,
+    slow_rules: Vec<(Option<String>, String, Duration)>,
     bookmark_interval: Duration,
     outage_mode: OutageMode,
     csr_auto: Vec<CsrApproval>,
@@ -320,6 +321,7 @@ impl FakeApi {
                 api_rules: None,
                 fail_rules: Vec::new(),
                 latency: Duration::ZERO,
+                slow_rules: Vec::new(),
                 bookmark_interval: Duration::from_secs(1),
                 outage_mode: OutageMode::Refuse,
                 csr_auto: Vec::new(),
@@ -759,12 +761,24 @@ impl FakeApi {
     }
 
     pub fn clear_failures(&self) {
-        self.inner.ctl().fail_rules.clear();
+        let mut ctl = self.inner.ctl();
+        ctl.fail_rules.clear();
+        ctl.slow_rules.clear();
     }
 
     /// Delay before every answer (and before a watch starts).
     pub fn set_latency(&self, d: Duration) {
         self.inner.ctl().latency = d;
+    }
+
+    /// Extra delay for requests with this method (None: any) and a path containing
+    /// `path_contains`, e.g. slow lease renewals only. Cleared by `clear_failures`.
+    pub fn slow_matching(&self, method: Option<&str>, path_contains: &str, d: Duration) {
+        self.inner.ctl().slow_rules.push((
+            method.map(str::to_string),
+            path_contains.to_string(),
+            d,
+        ));
     }
 
     // ---- certificate signing requests ----

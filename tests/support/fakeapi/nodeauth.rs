@@ -1,6 +1,7 @@
 //! What the real API server's Node authorizer and NodeRestriction admission allow a kubelet
 //! (user system:node:NAME in group system:nodes): its own Node and Lease, status of pods
-//! bound to it, mirror pods only, pod list/watch only with spec.nodeName=NAME (the
+//! bound to it, mirror pods only (bound to it, with one controller owner reference to its
+//! Node and that Node's UID, no secrets or other references), pod list/watch only with spec.nodeName=NAME (the
 //! selector-aware node authorizer, Kubernetes 1.32+), secrets and config maps only when a
 //! pod bound to it references them, events, its own CSRs, token and access reviews.
 //! Everything else a node asks for is 403 Forbidden, as in a real cluster.
@@ -196,22 +197,56 @@ pub fn check(
                         ),
                     ));
                 }
-                if let Some(owners) = pod
+                // Exactly one owner: this Node, as controller, with its current UID.
+                let owners = pod
                     .pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
-                {
-                    let own = owners.len() == 1
-                        && owners[0].get("kind").and_then(Value::as_str) == Some("Node")
-                        && owners[0].get("name").and_then(Value::as_str) == Some(node);
-                    if !own {
-                        return Err(deny(
-                            a,
-                            node,
-                            &format!(
-                                "node {node:?} can only create pods with an owner reference set to itself"
-                            ),
-                        ));
-                    }
+                    .cloned()
+                    .unwrap_or_default();
+                let [owner] = owners.as_slice() else {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} can only create pods with a single owner reference set to itself"
+                        ),
+                    ));
+                };
+                let field = |k: &str| owner.get(k).and_then(Value::as_str).unwrap_or("");
+                if field("apiVersion") != "v1" || field("kind") != "Node" || field("name") != node {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} can only create pods with an owner reference set to itself"
+                        ),
+                    ));
+                }
+                if owner.get("controller").and_then(Value::as_bool) != Some(true) {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} can only create pods with a controller owner reference set to itself"
+                        ),
+                    ));
+                }
+                if owner.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true) {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} must not set blockOwnerDeletion on an owner reference"
+                        ),
+                    ));
+                }
+                let node_uid = st.get(Resource::Nodes, "", node).ok().and_then(|n| {
+                    n.pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+                if node_uid.as_deref() != Some(field("uid")) {
+                    return Err(deny(a, node, &format!("node {node} UID mismatch")));
                 }
                 let (secrets, cms) = references(&pod);
                 let sa = pod

@@ -197,7 +197,21 @@ async fn handle(
         let mut out = inner.outage.subscribe();
         let _ = out.wait_for(|o| !*o).await;
     }
-    let latency = inner.ctl().latency;
+    let latency = {
+        let ctl = inner.ctl();
+        let path = req.uri().path();
+        let extra: Duration = ctl
+            .slow_rules
+            .iter()
+            .filter(|(m, p, _)| {
+                m.as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(req.method().as_str()))
+                    && path.contains(p.as_str())
+            })
+            .map(|(_, _, d)| *d)
+            .sum();
+        ctl.latency + extra
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
