@@ -1256,6 +1256,54 @@ async fn node_authorization_limits_a_kubelet_to_its_own_objects() {
     assert_eq!(forbidden(e), fb);
     nodes.get("n2").await.unwrap();
 
+    // NodeRestriction on its own Node: no restricted labels, no taint changes.
+    let label = |k: &str| Patch::Merge(json!({"metadata": {"labels": {k: "x"}}}));
+    nodes
+        .patch("n1", &pp, &label("example.com/team"))
+        .await
+        .unwrap();
+    nodes
+        .patch(
+            "n1",
+            &pp,
+            &label("node.kubernetes.io/exclude-from-external-load-balancers"),
+        )
+        .await
+        .unwrap();
+    nodes
+        .patch("n1", &pp, &label("topology.kubernetes.io/zone"))
+        .await
+        .unwrap();
+    for k in [
+        "node-role.kubernetes.io/worker",
+        "node-restriction.kubernetes.io/pool",
+        "kubernetes.io/role",
+    ] {
+        let e = nodes.patch("n1", &pp, &label(k)).await.map(|_| ());
+        assert_eq!(forbidden(e), fb, "{k}");
+    }
+    let e = nodes
+        .patch(
+            "n1",
+            &pp,
+            &Patch::Merge(json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb, "taints");
+    let mut tainted = node("n3");
+    tainted
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("node-role.kubernetes.io/control-plane".into(), "".into());
+    let e = Api::<Node>::all(api.client(&Identity::node("n3")).await)
+        .create(&PostParams::default(), &tainted)
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb, "restricted label at registration");
+
     // Pods: list/watch only with its own selector; only pods bound to it.
     api.create(&pod(NS, "mine", "n1"));
     api.create(&pod(NS, "theirs", "n2"));

@@ -104,12 +104,88 @@ fn node_field(q: &HashMap<String, String>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Labels in the kubernetes.io and k8s.io namespaces a kubelet may set on its Node.
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+
+fn label_allowed(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return true;
+    };
+    let restricted_domain = |d: &str| prefix == d || prefix.ends_with(&format!(".{d}"));
+    if restricted_domain("node-restriction.kubernetes.io") {
+        return false;
+    }
+    if !restricted_domain("kubernetes.io") && !restricted_domain("k8s.io") {
+        return true;
+    }
+    KUBELET_LABELS.contains(&key)
+        || prefix == "kubelet.kubernetes.io"
+        || prefix.ends_with(".kubelet.kubernetes.io")
+        || prefix == "node.kubernetes.io"
+        || prefix.ends_with(".node.kubernetes.io")
+}
+
+/// NodeRestriction on a kubelet's own Node: no labels outside what a kubelet may set
+/// (only labels it adds or changes count), and no taint changes after registration.
+fn admit_node(a: &Attributes, node: &str, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+    let labels = |v: Option<&Value>| -> serde_json::Map<String, Value> {
+        v.and_then(|v| v.pointer("/metadata/labels"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (labels(old), labels(Some(new)));
+    let mut bad: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v) && !label_allowed(k))
+        .map(|(k, _)| k)
+        .collect();
+    bad.sort();
+    if !bad.is_empty() {
+        return Err(deny(
+            a,
+            node,
+            &format!(
+                "is not allowed to modify labels: {}",
+                bad.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Some(old) = old
+        && old.pointer("/spec/taints") != new.pointer("/spec/taints")
+    {
+        return Err(deny(
+            a,
+            node,
+            &format!("node {node:?} is not allowed to modify taints"),
+        ));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     st: &Store,
     node: &str,
     res: Option<Resource>,
     a: &Attributes,
     q: &HashMap<String, String>,
+    content_type: &str,
     body: &[u8],
 ) -> ApiResult<()> {
     let read = matches!(a.verb.as_str(), "get" | "list" | "watch");
@@ -143,10 +219,28 @@ pub fn check(
             } else {
                 a.name.clone()
             };
-            ok(
-                name == node,
-                &format!("node '{node}' cannot modify node '{name}'"),
-            )
+            if name != node {
+                return Err(deny(
+                    a,
+                    node,
+                    &format!("node '{node}' cannot modify node '{name}'"),
+                ));
+            }
+            if !a.subresource.is_empty() || a.verb == "delete" {
+                return Ok(());
+            }
+            // What the write would store, to hold labels and taints to NodeRestriction.
+            let old = st.get(Resource::Nodes, "", node).ok();
+            let new = match (a.verb.as_str(), &old) {
+                ("patch", Some(old)) => {
+                    match super::patch::apply(Resource::Nodes, old, content_type, body) {
+                        Ok(v) => v,
+                        Err(_) => return Ok(()), // the store reports the patch error itself
+                    }
+                }
+                _ => body_json(),
+            };
+            admit_node(a, node, old.as_ref(), &new)
         }
         Resource::Pods => match (a.verb.as_str(), a.subresource.as_str()) {
             ("list" | "watch", "") => ok(

@@ -402,7 +402,8 @@ async fn route(
     if *method == Method::POST && r.name.is_none() {
         if r.res.is_none()
             && let Some(node) = node_restricted(inner, user)
-            && let Err(e) = super::nodeauth::check(&inner.store(), &node, None, &attrs, q, body)
+            && let Err(e) =
+                super::nodeauth::check(&inner.store(), &node, None, &attrs, q, content_type, body)
         {
             return error_response(&e);
         }
@@ -445,7 +446,8 @@ async fn route(
     };
     if let Some(node) = node_restricted(inner, user) {
         let st = inner.store();
-        if let Err(e) = super::nodeauth::check(&st, &node, Some(res), &attrs, q, body) {
+        if let Err(e) = super::nodeauth::check(&st, &node, Some(res), &attrs, q, content_type, body)
+        {
             return error_response(&e);
         }
     }
