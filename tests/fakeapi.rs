@@ -666,6 +666,27 @@ async fn token_and_access_reviews_answer_from_rules_and_are_recorded() {
         .await
         .unwrap();
     assert_eq!(bad.status.unwrap().authenticated, Some(false));
+    // Audience-bound tokens: only for their audiences.
+    api.add_token_for_audiences(
+        "sa-token",
+        "system:serviceaccount:default:x",
+        &[],
+        &["vault"],
+    );
+    let wrong = trs
+        .create(&PostParams::default(), &review("sa-token"))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status.unwrap().authenticated, Some(false));
+    let mut for_vault = review("sa-token");
+    for_vault.spec.audiences = Some(vec!["vault".into(), "other".into()]);
+    let right = trs
+        .create(&PostParams::default(), &for_vault)
+        .await
+        .unwrap();
+    let st = right.status.unwrap();
+    assert_eq!(st.authenticated, Some(true));
+    assert_eq!(st.audiences.unwrap(), ["vault"]);
 
     let sars: Api<SubjectAccessReview> = Api::all(client);
     let ask = |user: &str, groups: &[&str], sub: &str| SubjectAccessReview {
@@ -697,7 +718,7 @@ async fn token_and_access_reviews_answer_from_rules_and_are_recorded() {
         let st = r.status.unwrap();
         assert_eq!(st.allowed, *want, "{user} {sub}: {:?}", st.reason);
     }
-    assert_eq!(api.token_reviews().len(), 2);
+    assert_eq!(api.token_reviews().len(), 4);
     let recorded = api.access_reviews();
     assert_eq!(recorded.len(), 4);
     assert_eq!(

@@ -240,6 +240,7 @@ async fn handle(
             username: u.clone(),
             uid: String::new(),
             groups: g.clone(),
+            audiences: Vec::new(),
         }),
         (None, Some(t)) => inner.ctl().tokens.get(t).cloned(),
         (None, None) => None,
@@ -905,16 +906,36 @@ fn token_review(inner: &Inner, body: &[u8]) -> Response<Body> {
         .pointer("/spec/token")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let audiences = review
+    let wanted: Vec<String> = review
         .pointer("/spec/audiences")
-        .cloned()
-        .unwrap_or(json!([]));
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let status = match inner.ctl().tokens.get(token) {
-        Some(u) => json!({
-            "authenticated": true,
-            "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
-            "audiences": audiences,
-        }),
+        Some(u) => {
+            // The audiences both sides accept; a token without its own takes the requested ones.
+            let granted: Vec<&String> = if u.audiences.is_empty() {
+                wanted.iter().collect()
+            } else if wanted.is_empty() {
+                u.audiences.iter().collect()
+            } else {
+                wanted.iter().filter(|a| u.audiences.contains(a)).collect()
+            };
+            if !wanted.is_empty() && granted.is_empty() {
+                json!({"authenticated": false, "user": {}, "error": "token audiences are invalid for the target audiences"})
+            } else {
+                json!({
+                    "authenticated": true,
+                    "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
+                    "audiences": granted,
+                })
+            }
+        }
         None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
     };
     let mut out = review;
