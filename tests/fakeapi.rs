@@ -240,6 +240,49 @@ async fn watch_with_field_selector_delivers_only_matching_pods() {
     }
     assert_eq!(seen, ["ADDED mine", "DELETED mine"]);
 
+    // Leaving a label selector is a DELETED (previous content, new resourceVersion);
+    // coming back is an ADDED.
+    let admin_ns: Api<Pod> = Api::namespaced(api.client(&Identity::admin()).await, NS);
+    let mut labelled = pod(NS, "l", "n3");
+    labelled.metadata.labels = Some([("app".to_string(), "a".to_string())].into());
+    api.create(&labelled);
+    let rv = api.resource_version().to_string();
+    let mut lw = admin_ns
+        .watch(&WatchParams::default().labels("app=a").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let relabel = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"app": v}}}));
+    admin_ns
+        .patch("l", &PatchParams::default(), &relabel("b"))
+        .await
+        .unwrap();
+    let moved_rv = api.resource_version().to_string();
+    admin_ns
+        .patch("l", &PatchParams::default(), &relabel("a"))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match lw.try_next().await.unwrap().unwrap() {
+            WatchEvent::Deleted(p) => {
+                assert_eq!(p.metadata.labels.as_ref().unwrap()["app"], "a");
+                assert_eq!(
+                    p.metadata.resource_version.as_deref(),
+                    Some(moved_rv.as_str())
+                );
+                got.push("DELETED");
+            }
+            WatchEvent::Added(p) => {
+                assert_eq!(p.metadata.labels.as_ref().unwrap()["app"], "a");
+                got.push("ADDED");
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, ["DELETED", "ADDED"]);
+
     // An unsupported field is refused as by the real API.
     let admin: Api<Pod> = Api::all(api.client(&Identity::admin()).await);
     let e = admin

@@ -706,21 +706,29 @@ fn event_line(ty: &str, obj: &Value) -> Bytes {
     Bytes::from(v)
 }
 
-/// What a watcher with `filter` sees of a change: the event type (moving into or out of the
-/// selector turns MODIFIED into ADDED or DELETED, as in the real API), or nothing.
-fn visible(change: &Change, res: Resource, filter: &Filter) -> Option<&'static str> {
+/// The watch event a watcher with `filter` gets for a change, if any. Moving into or out of
+/// the selector turns MODIFIED into ADDED or DELETED; a DELETED for an object that left the
+/// selector carries its previous content at the change's resourceVersion (as the real
+/// API server's watch cache sends it).
+fn visible(change: &Change, res: Resource, filter: &Filter) -> Option<Bytes> {
     if change.res != res {
         return None;
     }
     let now = filter.matches(&change.new);
     let before = change.old.as_ref().is_some_and(|o| filter.matches(o));
+    let left = || {
+        let mut old = change.old.clone().unwrap_or_default();
+        old["metadata"]["resourceVersion"] = json!(change.rv.to_string());
+        event_line("DELETED", &old)
+    };
     match change.ty {
-        ChangeType::Added => now.then_some("ADDED"),
-        ChangeType::Deleted => (now || before).then_some("DELETED"),
+        ChangeType::Added => now.then(|| event_line("ADDED", &change.new)),
+        ChangeType::Deleted if now => Some(event_line("DELETED", &change.new)),
+        ChangeType::Deleted => before.then(left),
         ChangeType::Modified => match (before, now) {
-            (true, true) => Some("MODIFIED"),
-            (false, true) => Some("ADDED"),
-            (true, false) => Some("DELETED"),
+            (true, true) => Some(event_line("MODIFIED", &change.new)),
+            (false, true) => Some(event_line("ADDED", &change.new)),
+            (true, false) => Some(left()),
             (false, false) => None,
         },
     }
@@ -787,8 +795,8 @@ fn start_watch(
                 return stream_response(rx);
             }
             for c in st.changes_since(n) {
-                if let Some(ty) = visible(&c, res, &filter) {
-                    initial.push(event_line(ty, &c.new));
+                if let Some(line) = visible(&c, res, &filter) {
+                    initial.push(line);
                 }
             }
         }
@@ -864,8 +872,8 @@ async fn run_watch(
                         continue;
                     }
                     seen = c.rv;
-                    if let Some(ty) = visible(&c, res, &filter)
-                        && tx.send(event_line(ty, &c.new)).await.is_err()
+                    if let Some(line) = visible(&c, res, &filter)
+                        && tx.send(line).await.is_err()
                     {
                         return;
                     }
