@@ -240,6 +240,49 @@ async fn watch_with_field_selector_delivers_only_matching_pods() {
     }
     assert_eq!(seen, ["ADDED mine", "DELETED mine"]);
 
+    // Leaving a label selector is a DELETED (previous content, new resourceVersion);
+    // coming back is an ADDED.
+    let admin_ns: Api<Pod> = Api::namespaced(api.client(&Identity::admin()).await, NS);
+    let mut labelled = pod(NS, "l", "n3");
+    labelled.metadata.labels = Some([("app".to_string(), "a".to_string())].into());
+    api.create(&labelled);
+    let rv = api.resource_version().to_string();
+    let mut lw = admin_ns
+        .watch(&WatchParams::default().labels("app=a").timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let relabel = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"app": v}}}));
+    admin_ns
+        .patch("l", &PatchParams::default(), &relabel("b"))
+        .await
+        .unwrap();
+    let moved_rv = api.resource_version().to_string();
+    admin_ns
+        .patch("l", &PatchParams::default(), &relabel("a"))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match lw.try_next().await.unwrap().unwrap() {
+            WatchEvent::Deleted(p) => {
+                assert_eq!(p.metadata.labels.as_ref().unwrap()["app"], "a");
+                assert_eq!(
+                    p.metadata.resource_version.as_deref(),
+                    Some(moved_rv.as_str())
+                );
+                got.push("DELETED");
+            }
+            WatchEvent::Added(p) => {
+                assert_eq!(p.metadata.labels.as_ref().unwrap()["app"], "a");
+                got.push("ADDED");
+            }
+            WatchEvent::Bookmark(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, ["DELETED", "ADDED"]);
+
     // An unsupported field is refused as by the real API.
     let admin: Api<Pod> = Api::all(api.client(&Identity::admin()).await);
     let e = admin
@@ -666,6 +709,27 @@ async fn token_and_access_reviews_answer_from_rules_and_are_recorded() {
         .await
         .unwrap();
     assert_eq!(bad.status.unwrap().authenticated, Some(false));
+    // Audience-bound tokens: only for their audiences.
+    api.add_token_for_audiences(
+        "sa-token",
+        "system:serviceaccount:default:x",
+        &[],
+        &["vault"],
+    );
+    let wrong = trs
+        .create(&PostParams::default(), &review("sa-token"))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status.unwrap().authenticated, Some(false));
+    let mut for_vault = review("sa-token");
+    for_vault.spec.audiences = Some(vec!["vault".into(), "other".into()]);
+    let right = trs
+        .create(&PostParams::default(), &for_vault)
+        .await
+        .unwrap();
+    let st = right.status.unwrap();
+    assert_eq!(st.authenticated, Some(true));
+    assert_eq!(st.audiences.unwrap(), ["vault"]);
 
     let sars: Api<SubjectAccessReview> = Api::all(client);
     let ask = |user: &str, groups: &[&str], sub: &str| SubjectAccessReview {
@@ -697,7 +761,7 @@ async fn token_and_access_reviews_answer_from_rules_and_are_recorded() {
         let st = r.status.unwrap();
         assert_eq!(st.allowed, *want, "{user} {sub}: {:?}", st.reason);
     }
-    assert_eq!(api.token_reviews().len(), 2);
+    assert_eq!(api.token_reviews().len(), 4);
     let recorded = api.access_reviews();
     assert_eq!(recorded.len(), 4);
     assert_eq!(
@@ -1112,6 +1176,22 @@ async fn injected_failures_reach_the_client() {
         t.elapsed()
     );
     api.set_latency(Duration::ZERO);
+    api.slow_matching(Some("GET"), "/api/v1/nodes/", Duration::from_millis(1000));
+    let t = Instant::now();
+    pods.get("p").await.unwrap();
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    nodes.get("n1").await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
+    api.clear_failures();
 
     // An outage cuts open watches and refuses requests; the client recovers after it.
     let mut watch = pods
@@ -1240,6 +1320,54 @@ async fn node_authorization_limits_a_kubelet_to_its_own_objects() {
     assert_eq!(forbidden(e), fb);
     nodes.get("n2").await.unwrap();
 
+    // NodeRestriction on its own Node: no restricted labels, no taint changes.
+    let label = |k: &str| Patch::Merge(json!({"metadata": {"labels": {k: "x"}}}));
+    nodes
+        .patch("n1", &pp, &label("example.com/team"))
+        .await
+        .unwrap();
+    nodes
+        .patch(
+            "n1",
+            &pp,
+            &label("node.kubernetes.io/exclude-from-external-load-balancers"),
+        )
+        .await
+        .unwrap();
+    nodes
+        .patch("n1", &pp, &label("topology.kubernetes.io/zone"))
+        .await
+        .unwrap();
+    for k in [
+        "node-role.kubernetes.io/worker",
+        "node-restriction.kubernetes.io/pool",
+        "kubernetes.io/role",
+    ] {
+        let e = nodes.patch("n1", &pp, &label(k)).await.map(|_| ());
+        assert_eq!(forbidden(e), fb, "{k}");
+    }
+    let e = nodes
+        .patch(
+            "n1",
+            &pp,
+            &Patch::Merge(json!({"spec": {"taints": [{"key": "k", "effect": "NoSchedule"}]}})),
+        )
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb, "taints");
+    let mut tainted = node("n3");
+    tainted
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("node-role.kubernetes.io/control-plane".into(), "".into());
+    let e = Api::<Node>::all(api.client(&Identity::node("n3")).await)
+        .create(&PostParams::default(), &tainted)
+        .await
+        .map(|_| ());
+    assert_eq!(forbidden(e), fb, "restricted label at registration");
+
     // Pods: list/watch only with its own selector; only pods bound to it.
     api.create(&pod(NS, "mine", "n1"));
     api.create(&pod(NS, "theirs", "n2"));
@@ -1310,6 +1438,22 @@ async fn node_authorization_limits_a_kubelet_to_its_own_objects() {
         .await
         .map(|_| ());
     assert_eq!(forbidden(e), fb);
+    for (what, owners) in [
+        ("no owner", json!([])),
+        (
+            "wrong uid",
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "x", "controller": true}]),
+        ),
+        (
+            "not controller",
+            json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": n1_uid}]),
+        ),
+    ] {
+        let mut p = mirror("static-o", "n1", json!({}));
+        p.metadata.owner_references = serde_json::from_value(owners).unwrap();
+        let e = pods.create(&PostParams::default(), &p).await.map(|_| ());
+        assert_eq!(forbidden(e), fb, "{what}");
+    }
     let with_secret = json!({"spec": {"volumes": [{"name": "s", "secret": {"secretName": "db"}}]}});
     let e = pods
         .create(
@@ -1450,6 +1594,34 @@ async fn malformed_writes_get_a_status_and_the_server_keeps_serving() {
             "/api/v1/namespaces/default/pods",
             "application/json",
             r#"{"metadata":{"name":"q"},"spec":{"containers":[]}}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"metadata":{"name":"q"},"spec":{"containers":[{"name":"c","image":"i"},{"name":"c","image":"i"}]}}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"metadata":{"name":"q"},"spec":{"containers":[{"name":"C","image":"i"}]}}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            "application/json",
+            r#"{"metadata":{"name":"q"},"spec":{"containers":[{"name":"c"}]}}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/events",
+            "application/json",
+            r#"{"metadata":{"name":"e"},"involvedObject":{"kind":"Pod","name":"p","namespace":"other"}}"#,
             422,
         ),
         (

@@ -1,11 +1,12 @@
 //! A fake Kubernetes API server for tests: real HTTPS with its own CA and client-certificate
 //! or bearer-token authentication, so the real kube client (and the ironlet binary through a
-//! kubeconfig) talks to it unchanged. It keeps nodes, pods, leases, events and
-//! certificatesigningrequests in memory with one resourceVersion counter, serves list and
-//! watch (bookmarks, field and label selectors, 410 Gone after `compact()`), status
-//! subresources, merge / strategic merge / JSON patches, CSR approval and signing, and
-//! TokenReview / SubjectAccessReview from rules the test sets. Failure injection: outages,
-//! injected error statuses, latency, dropped watches.
+//! kubeconfig) talks to it unchanged. It keeps nodes, pods, leases, events (core and
+//! events.k8s.io), certificatesigningrequests, namespaces, services, config maps and secrets
+//! in memory with one resourceVersion counter, serves list (limit/continue) and watch
+//! (bookmarks, field and label selectors, 410 Expired outside the history window or after
+//! `compact()`), status subresources, merge / strategic merge / JSON patches, CSR approval
+//! and signing, and TokenReview / SubjectAccessReview from rules the test sets. Failure
+//! injection: outages, injected error statuses, latency, dropped watches.
 //!
 //! Product code never depends on this module. The server runs on its own runtime in a
 //! background thread, so a `FakeApi` works from both `#[test]` and `#[tokio::test]`.
@@ -90,6 +91,8 @@ pub struct UserInfo {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// For tokens: the audiences the token is valid for (empty: the API server's own).
+    pub audiences: Vec<String>,
 }
 
 /// One rule for SubjectAccessReview answers (or for the fixture's own authorization, see
@@ -247,6 +250,7 @@ pub(crate) struct Control {
     api_rules: Option<Vec<AccessRule>>,
     fail_rules: Vec<FailRule>,
     latency: Duration,
+    slow_rules: Vec<(Option<String>, String, Duration)>,
     bookmark_interval: Duration,
     outage_mode: OutageMode,
     csr_auto: Vec<CsrApproval>,
@@ -320,6 +324,7 @@ impl FakeApi {
                 api_rules: None,
                 fail_rules: Vec::new(),
                 latency: Duration::ZERO,
+                slow_rules: Vec::new(),
                 bookmark_interval: Duration::from_secs(1),
                 outage_mode: OutageMode::Refuse,
                 csr_auto: Vec::new(),
@@ -419,8 +424,24 @@ impl FakeApi {
                 username: user.to_string(),
                 uid: store::new_uid(),
                 groups: groups.iter().map(|g| g.to_string()).collect(),
+                audiences: Vec::new(),
             },
         );
+    }
+
+    /// A bearer token bound to audiences: a TokenReview naming other audiences gets
+    /// authenticated=false, as with a projected service-account token.
+    pub fn add_token_for_audiences(
+        &self,
+        token: &str,
+        user: &str,
+        groups: &[&str],
+        audiences: &[&str],
+    ) {
+        self.add_token(token, user, groups);
+        if let Some(u) = self.inner.ctl().tokens.get_mut(token) {
+            u.audiences = audiences.iter().map(|a| a.to_string()).collect();
+        }
     }
 
     pub fn remove_token(&self, token: &str) {
@@ -759,12 +780,24 @@ impl FakeApi {
     }
 
     pub fn clear_failures(&self) {
-        self.inner.ctl().fail_rules.clear();
+        let mut ctl = self.inner.ctl();
+        ctl.fail_rules.clear();
+        ctl.slow_rules.clear();
     }
 
     /// Delay before every answer (and before a watch starts).
     pub fn set_latency(&self, d: Duration) {
         self.inner.ctl().latency = d;
+    }
+
+    /// Extra delay for requests with this method (None: any) and a path containing
+    /// `path_contains`, e.g. slow lease renewals only. Cleared by `clear_failures`.
+    pub fn slow_matching(&self, method: Option<&str>, path_contains: &str, d: Duration) {
+        self.inner.ctl().slow_rules.push((
+            method.map(str::to_string),
+            path_contains.to_string(),
+            d,
+        ));
     }
 
     // ---- certificate signing requests ----

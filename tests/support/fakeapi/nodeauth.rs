@@ -1,6 +1,7 @@
 //! What the real API server's Node authorizer and NodeRestriction admission allow a kubelet
 //! (user system:node:NAME in group system:nodes): its own Node and Lease, status of pods
-//! bound to it, mirror pods only, pod list/watch only with spec.nodeName=NAME (the
+//! bound to it, mirror pods only (bound to it, with one controller owner reference to its
+//! Node and that Node's UID, no secrets or other references), pod list/watch only with spec.nodeName=NAME (the
 //! selector-aware node authorizer, Kubernetes 1.32+), secrets and config maps only when a
 //! pod bound to it references them, events, its own CSRs, token and access reviews.
 //! Everything else a node asks for is 403 Forbidden, as in a real cluster.
@@ -103,12 +104,88 @@ fn node_field(q: &HashMap<String, String>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Labels in the kubernetes.io and k8s.io namespaces a kubelet may set on its Node.
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "failure-domain.beta.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+];
+
+fn label_allowed(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return true;
+    };
+    let restricted_domain = |d: &str| prefix == d || prefix.ends_with(&format!(".{d}"));
+    if restricted_domain("node-restriction.kubernetes.io") {
+        return false;
+    }
+    if !restricted_domain("kubernetes.io") && !restricted_domain("k8s.io") {
+        return true;
+    }
+    KUBELET_LABELS.contains(&key)
+        || prefix == "kubelet.kubernetes.io"
+        || prefix.ends_with(".kubelet.kubernetes.io")
+        || prefix == "node.kubernetes.io"
+        || prefix.ends_with(".node.kubernetes.io")
+}
+
+/// NodeRestriction on a kubelet's own Node: no labels outside what a kubelet may set
+/// (only labels it adds or changes count), and no taint changes after registration.
+fn admit_node(a: &Attributes, node: &str, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+    let labels = |v: Option<&Value>| -> serde_json::Map<String, Value> {
+        v.and_then(|v| v.pointer("/metadata/labels"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (before, after) = (labels(old), labels(Some(new)));
+    let mut bad: Vec<&String> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v) && !label_allowed(k))
+        .map(|(k, _)| k)
+        .collect();
+    bad.sort();
+    if !bad.is_empty() {
+        return Err(deny(
+            a,
+            node,
+            &format!(
+                "is not allowed to modify labels: {}",
+                bad.iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if let Some(old) = old
+        && old.pointer("/spec/taints") != new.pointer("/spec/taints")
+    {
+        return Err(deny(
+            a,
+            node,
+            &format!("node {node:?} is not allowed to modify taints"),
+        ));
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     st: &Store,
     node: &str,
     res: Option<Resource>,
     a: &Attributes,
     q: &HashMap<String, String>,
+    content_type: &str,
     body: &[u8],
 ) -> ApiResult<()> {
     let read = matches!(a.verb.as_str(), "get" | "list" | "watch");
@@ -142,10 +219,28 @@ pub fn check(
             } else {
                 a.name.clone()
             };
-            ok(
-                name == node,
-                &format!("node '{node}' cannot modify node '{name}'"),
-            )
+            if name != node {
+                return Err(deny(
+                    a,
+                    node,
+                    &format!("node '{node}' cannot modify node '{name}'"),
+                ));
+            }
+            if !a.subresource.is_empty() || a.verb == "delete" {
+                return Ok(());
+            }
+            // What the write would store, to hold labels and taints to NodeRestriction.
+            let old = st.get(Resource::Nodes, "", node).ok();
+            let new = match (a.verb.as_str(), &old) {
+                ("patch", Some(old)) => {
+                    match super::patch::apply(Resource::Nodes, old, content_type, body) {
+                        Ok(v) => v,
+                        Err(_) => return Ok(()), // the store reports the patch error itself
+                    }
+                }
+                _ => body_json(),
+            };
+            admit_node(a, node, old.as_ref(), &new)
         }
         Resource::Pods => match (a.verb.as_str(), a.subresource.as_str()) {
             ("list" | "watch", "") => ok(
@@ -196,22 +291,56 @@ pub fn check(
                         ),
                     ));
                 }
-                if let Some(owners) = pod
+                // Exactly one owner: this Node, as controller, with its current UID.
+                let owners = pod
                     .pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
-                {
-                    let own = owners.len() == 1
-                        && owners[0].get("kind").and_then(Value::as_str) == Some("Node")
-                        && owners[0].get("name").and_then(Value::as_str) == Some(node);
-                    if !own {
-                        return Err(deny(
-                            a,
-                            node,
-                            &format!(
-                                "node {node:?} can only create pods with an owner reference set to itself"
-                            ),
-                        ));
-                    }
+                    .cloned()
+                    .unwrap_or_default();
+                let [owner] = owners.as_slice() else {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} can only create pods with a single owner reference set to itself"
+                        ),
+                    ));
+                };
+                let field = |k: &str| owner.get(k).and_then(Value::as_str).unwrap_or("");
+                if field("apiVersion") != "v1" || field("kind") != "Node" || field("name") != node {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} can only create pods with an owner reference set to itself"
+                        ),
+                    ));
+                }
+                if owner.get("controller").and_then(Value::as_bool) != Some(true) {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} can only create pods with a controller owner reference set to itself"
+                        ),
+                    ));
+                }
+                if owner.get("blockOwnerDeletion").and_then(Value::as_bool) == Some(true) {
+                    return Err(deny(
+                        a,
+                        node,
+                        &format!(
+                            "node {node:?} must not set blockOwnerDeletion on an owner reference"
+                        ),
+                    ));
+                }
+                let node_uid = st.get(Resource::Nodes, "", node).ok().and_then(|n| {
+                    n.pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                });
+                if node_uid.as_deref() != Some(field("uid")) {
+                    return Err(deny(a, node, &format!("node {node} UID mismatch")));
                 }
                 let (secrets, cms) = references(&pod);
                 let sa = pod

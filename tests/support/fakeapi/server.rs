@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
@@ -66,8 +66,9 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
                 let peer = peer.clone();
                 async move { Ok::<_, Infallible>(handle(inner, peer, req).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            // HTTP/1.1 only: what kube's client speaks (it offers no h2), and half the code.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}
                 _ = kill.changed() => {}
@@ -196,7 +197,21 @@ async fn handle(
         let mut out = inner.outage.subscribe();
         let _ = out.wait_for(|o| !*o).await;
     }
-    let latency = inner.ctl().latency;
+    let latency = {
+        let ctl = inner.ctl();
+        let path = req.uri().path();
+        let extra: Duration = ctl
+            .slow_rules
+            .iter()
+            .filter(|(m, p, _)| {
+                m.as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(req.method().as_str()))
+                    && path.contains(p.as_str())
+            })
+            .map(|(_, _, d)| *d)
+            .sum();
+        ctl.latency + extra
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -225,6 +240,7 @@ async fn handle(
             username: u.clone(),
             uid: String::new(),
             groups: g.clone(),
+            audiences: Vec::new(),
         }),
         (None, Some(t)) => inner.ctl().tokens.get(t).cloned(),
         (None, None) => None,
@@ -387,7 +403,8 @@ async fn route(
     if *method == Method::POST && r.name.is_none() {
         if r.res.is_none()
             && let Some(node) = node_restricted(inner, user)
-            && let Err(e) = super::nodeauth::check(&inner.store(), &node, None, &attrs, q, body)
+            && let Err(e) =
+                super::nodeauth::check(&inner.store(), &node, None, &attrs, q, content_type, body)
         {
             return error_response(&e);
         }
@@ -430,7 +447,8 @@ async fn route(
     };
     if let Some(node) = node_restricted(inner, user) {
         let st = inner.store();
-        if let Err(e) = super::nodeauth::check(&st, &node, Some(res), &attrs, q, body) {
+        if let Err(e) = super::nodeauth::check(&st, &node, Some(res), &attrs, q, content_type, body)
+        {
             return error_response(&e);
         }
     }
@@ -688,21 +706,29 @@ fn event_line(ty: &str, obj: &Value) -> Bytes {
     Bytes::from(v)
 }
 
-/// What a watcher with `filter` sees of a change: the event type (moving into or out of the
-/// selector turns MODIFIED into ADDED or DELETED, as in the real API), or nothing.
-fn visible(change: &Change, res: Resource, filter: &Filter) -> Option<&'static str> {
+/// The watch event a watcher with `filter` gets for a change, if any. Moving into or out of
+/// the selector turns MODIFIED into ADDED or DELETED; a DELETED for an object that left the
+/// selector carries its previous content at the change's resourceVersion (as the real
+/// API server's watch cache sends it).
+fn visible(change: &Change, res: Resource, filter: &Filter) -> Option<Bytes> {
     if change.res != res {
         return None;
     }
     let now = filter.matches(&change.new);
     let before = change.old.as_ref().is_some_and(|o| filter.matches(o));
+    let left = || {
+        let mut old = change.old.clone().unwrap_or_default();
+        old["metadata"]["resourceVersion"] = json!(change.rv.to_string());
+        event_line("DELETED", &old)
+    };
     match change.ty {
-        ChangeType::Added => now.then_some("ADDED"),
-        ChangeType::Deleted => (now || before).then_some("DELETED"),
+        ChangeType::Added => now.then(|| event_line("ADDED", &change.new)),
+        ChangeType::Deleted if now => Some(event_line("DELETED", &change.new)),
+        ChangeType::Deleted => before.then(left),
         ChangeType::Modified => match (before, now) {
-            (true, true) => Some("MODIFIED"),
-            (false, true) => Some("ADDED"),
-            (true, false) => Some("DELETED"),
+            (true, true) => Some(event_line("MODIFIED", &change.new)),
+            (false, true) => Some(event_line("ADDED", &change.new)),
+            (true, false) => Some(left()),
             (false, false) => None,
         },
     }
@@ -769,8 +795,8 @@ fn start_watch(
                 return stream_response(rx);
             }
             for c in st.changes_since(n) {
-                if let Some(ty) = visible(&c, res, &filter) {
-                    initial.push(event_line(ty, &c.new));
+                if let Some(line) = visible(&c, res, &filter) {
+                    initial.push(line);
                 }
             }
         }
@@ -846,8 +872,8 @@ async fn run_watch(
                         continue;
                     }
                     seen = c.rv;
-                    if let Some(ty) = visible(&c, res, &filter)
-                        && tx.send(event_line(ty, &c.new)).await.is_err()
+                    if let Some(line) = visible(&c, res, &filter)
+                        && tx.send(line).await.is_err()
                     {
                         return;
                     }
@@ -888,16 +914,36 @@ fn token_review(inner: &Inner, body: &[u8]) -> Response<Body> {
         .pointer("/spec/token")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let audiences = review
+    let wanted: Vec<String> = review
         .pointer("/spec/audiences")
-        .cloned()
-        .unwrap_or(json!([]));
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let status = match inner.ctl().tokens.get(token) {
-        Some(u) => json!({
-            "authenticated": true,
-            "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
-            "audiences": audiences,
-        }),
+        Some(u) => {
+            // The audiences both sides accept; a token without its own takes the requested ones.
+            let granted: Vec<&String> = if u.audiences.is_empty() {
+                wanted.iter().collect()
+            } else if wanted.is_empty() {
+                u.audiences.iter().collect()
+            } else {
+                wanted.iter().filter(|a| u.audiences.contains(a)).collect()
+            };
+            if !wanted.is_empty() && granted.is_empty() {
+                json!({"authenticated": false, "user": {}, "error": "token audiences are invalid for the target audiences"})
+            } else {
+                json!({
+                    "authenticated": true,
+                    "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
+                    "audiences": granted,
+                })
+            }
+        }
         None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
     };
     let mut out = review;

@@ -743,8 +743,25 @@ impl Store {
                         "spec.containers: Required value",
                     ));
                 }
+                validate_containers(res, &name, &obj)?;
                 pod_defaults(&mut obj);
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+            }
+            Resource::Events => {
+                // As ValidateEventCreate: the event lives in its object's namespace.
+                let involved = obj
+                    .pointer("/involvedObject/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !involved.is_empty() && involved != ns {
+                    return Err(ApiError::invalid(
+                        res,
+                        &name,
+                        format!(
+                            "involvedObject.namespace: Invalid value: \"{involved}\": does not match event.namespace"
+                        ),
+                    ));
+                }
             }
             Resource::Csrs => {
                 if obj
@@ -1080,6 +1097,55 @@ impl Store {
         let new = old.clone();
         Ok(self.commit(res, ChangeType::Deleted, Some(old), new))
     }
+}
+
+/// Containers and init containers need a unique DNS-label name and an image.
+fn validate_containers(res: Resource, name: &str, pod: &Value) -> ApiResult<()> {
+    let mut seen = Vec::new();
+    for list in ["containers", "initContainers"] {
+        for (i, c) in pod
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+            let cname = field("name");
+            let label = !cname.is_empty()
+                && cname.len() <= 63
+                && cname
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+                && !cname.starts_with('-')
+                && !cname.ends_with('-');
+            if !label {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!(
+                        "spec.{list}[{i}].name: Invalid value: \"{cname}\": a lowercase RFC 1123 label is required"
+                    ),
+                ));
+            }
+            if seen.contains(&cname) {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!("spec.{list}[{i}].name: Duplicate value: \"{cname}\""),
+                ));
+            }
+            seen.push(cname);
+            if field("image").trim().is_empty() {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!("spec.{list}[{i}].image: Required value"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The top-level shape every kind here shares: metadata, spec and status are objects when
