@@ -59,6 +59,9 @@ pub struct KubeletConfiguration {
     pub pod_pids_limit: Option<i64>,
     #[serde(rename = "cpuCFSQuota")]
     pub cpu_cfs_quota: Option<bool>,
+    pub streaming_connection_idle_timeout: Option<String>,
+    pub enable_debugging_handlers: Option<bool>,
+    pub enable_system_log_handler: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -141,6 +144,9 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "tlsPrivateKeyFile",
             "tlsMinVersion",
             "tlsCipherSuites",
+            "streamingConnectionIdleTimeout",
+            "enableDebuggingHandlers",
+            "enableSystemLogHandler",
         ],
     ),
     ("authentication", &["anonymous", "webhook", "x509"]),
@@ -170,10 +176,8 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "preloadedImagesVerificationAllowlist",
     "eventRecordQPS",
     "eventBurst",
-    "enableDebuggingHandlers",
     "enableContentionProfiling",
     "oomScoreAdj",
-    "streamingConnectionIdleTimeout",
     "nodeStatusUpdateFrequency",
     "nodeStatusReportFrequency",
     "nodeLeaseDurationSeconds",
@@ -237,7 +241,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "providerID",
     "kernelMemcgNotification",
     "logging",
-    "enableSystemLogHandler",
     "enableSystemLogQuery",
     "shutdownGracePeriod",
     "shutdownGracePeriodCriticalPods",
