@@ -231,10 +231,11 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    // The attributes are known before authentication, so every audit line carries them.
     let mut outcome = Outcome {
         user: None,
-        verb: None,
-        subresource: None,
+        verb: authz::verb(req.method().as_str()),
+        subresource: authz::subresources(req.uri().path()).first().copied(),
         decision: Decision::Unauthenticated("no credentials"),
     };
     // 1. Authentication. A 401 also ends the connection: unauthenticated clients get no
@@ -259,7 +260,6 @@ where
             outcome,
         );
     };
-    outcome.verb = Some(verb);
     let mut failed = false;
     let mut allowed = None;
     for sub in authz::subresources(req.uri().path()) {
