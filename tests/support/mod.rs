@@ -42,6 +42,8 @@ pub struct Node {
     pub endpoint_override: Option<String>,
     /// This node's private cgroupRoot, removed at cleanup.
     pub cgroup_root: String,
+    /// Extra `ironlet run` arguments (e.g. --authorization-policy-file).
+    pub extra_args: Vec<String>,
 }
 
 impl Node {
@@ -96,6 +98,7 @@ impl Node {
             agent: None,
             starts: 0,
             endpoint_override: None,
+            extra_args: Vec::new(),
         }
     }
 
@@ -144,6 +147,7 @@ impl Node {
             .arg("--root-dir")
             .arg(self.root())
             .args(["--hostname-override", NODE])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
