@@ -46,6 +46,7 @@ async fn start_secure_api(
     health: &Arc<PlegHealth>,
     probes: &crate::probe::ProbeManager,
     started: Instant,
+    kube: Option<kube::Client>,
 ) -> anyhow::Result<Option<crate::server::Secure>> {
     let pods_file = view::status_dir(&config.root_dir).join("pods.json");
     let handles = crate::server::api::Handles {
@@ -57,8 +58,9 @@ async fn start_secure_api(
         probes: Some(probes.clone()),
         configz: crate::server::configz(config),
     };
-    // Cluster mode passes its kube::Client here (TokenReview and SubjectAccessReview).
-    crate::server::start(config, handles, None).await
+    // In cluster mode the API server authenticates tokens and authorizes (TokenReview,
+    // SubjectAccessReview); standalone, the policy file authorizes.
+    crate::server::start(config, handles, kube).await
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -96,6 +98,8 @@ pub async fn run(
         }
     };
 
+    let api = crate::cluster::connect(&config).await?;
+    let (api_status_tx, api_status_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let facts = AgentFacts {
         node_name: config.node_name.clone(),
@@ -109,6 +113,7 @@ pub async fn run(
         status_rx,
         facts,
         Arc::clone(&health),
+        api.is_some().then_some(api_status_tx),
     ));
 
     let (event_tx, event_rx) = mpsc::channel(EVENT_CAPACITY);
@@ -120,14 +125,18 @@ pub async fn run(
         crate::resources::CgroupLayout::new(&config.cgroup_root, config.cgroups_per_qos)
             .map_err(|e| anyhow::anyhow!("cgroupRoot {:?}: {e}", config.cgroup_root))?,
     ));
-    let capacity = crate::resources::Capacity::measure(config.max_pods, 0, None);
+    let capacity = crate::resources::Capacity::measure(
+        config.max_pods,
+        0,
+        crate::node::info::filesystem_size(&config.root_dir),
+    );
     let allocatable = match &capacity {
         Ok(cap) => {
             let a = crate::resources::allocatable(
                 cap,
-                &crate::resources::Reserved::default(),
-                &crate::resources::Reserved::default(),
-                &crate::resources::HardEviction::default(),
+                &config.cluster.kube_reserved,
+                &config.cluster.system_reserved,
+                &config.cluster.eviction_hard,
             );
             tracing::info!(
                 cpu_milli = a.cpu_milli,
@@ -145,8 +154,8 @@ pub async fn run(
     let node_limits = capacity.as_ref().ok().map(|cap| {
         crate::resources::node_allocatable_limits(
             cap,
-            &crate::resources::Reserved::default(),
-            &crate::resources::Reserved::default(),
+            &config.cluster.kube_reserved,
+            &config.cluster.system_reserved,
         )
     });
     cgroups
@@ -178,9 +187,23 @@ pub async fn run(
             max_files: config.container_log_max_files,
         },
     ));
+    let (events, events_task) = match &api {
+        Some(api) => {
+            let (r, t) = crate::events::start(
+                api.client.clone(),
+                config.node_name.clone(),
+                config.cluster.event_record_qps,
+                config.cluster.event_burst,
+            );
+            (r, Some(t))
+        }
+        None => (crate::events::Recorder::disabled(), None),
+    };
     let (probes, probe_updates) =
         crate::probe::ProbeManager::new(Arc::new(crate::pod::probes::CriExec(cri.clone())));
-    let secure = start_secure_api(&config, &cri, &snapshots, &health, &probes, started).await?;
+    let kube = api.as_ref().map(|a| a.client.clone());
+    let secure =
+        start_secure_api(&config, &cri, &snapshots, &health, &probes, started, kube).await?;
     let ctx = Arc::new(WorkerContext {
         probes,
         cri,
@@ -188,27 +211,62 @@ pub async fn run(
         pod_pids_limit: config.pod_pids_limit,
         node,
         runtime_name: version.runtime_name.clone(),
-        snapshots,
+        snapshots: snapshots.clone(),
         status: status_tx,
         sync_frequency: config.sync_frequency,
+        events,
     });
 
-    let (desired_tx, desired_rx) = mpsc::channel(16);
+    let mut sources = Vec::new();
+    let (file_tx, file_rx) = mpsc::channel(16);
+    sources.push(file_rx);
     let source_task = match &config.static_pod_path {
         Some(dir) => {
             let source = FileSource::new(dir.clone(), config.node_name.clone());
-            tokio::spawn(source.run(config.file_check_frequency, desired_tx))
+            tokio::spawn(source.run(config.file_check_frequency, file_tx))
         }
         None => {
             tracing::info!("no staticPodPath: no static pods");
-            // An empty desired set, so orphans are still found and terminated.
+            // An empty set, so orphans are still found and terminated.
             tokio::spawn(async move {
-                if desired_tx.send(Vec::new()).await.is_ok() {
-                    desired_tx.closed().await;
+                if file_tx.send(Vec::new()).await.is_ok() {
+                    file_tx.closed().await;
                 }
             })
         }
     };
+    let mut cluster_tasks = Vec::new();
+    if let Some(api) = &api {
+        let (api_rx, api_pods, changed, task) =
+            crate::cluster::start_source(api, &config.node_name);
+        sources.push(api_rx);
+        cluster_tasks.push(task);
+        match (&capacity, allocatable) {
+            (Ok(cap), Some(alloc)) => cluster_tasks.push(crate::cluster::start_node(
+                &config,
+                crate::cluster::Inputs {
+                    api: api.clone(),
+                    cri: ctx.cri.clone(),
+                    pleg: Arc::clone(&health),
+                    started,
+                    capacity: *cap,
+                    allocatable: alloc,
+                    runtime_version: format!(
+                        "{}://{}",
+                        version.runtime_name, version.runtime_version
+                    ),
+                },
+                api_pods,
+                changed,
+                api_status_rx,
+            )),
+            _ => {
+                anyhow::bail!("cluster mode needs the node's capacity, which could not be measured")
+            }
+        }
+    }
+    let (desired_tx, desired_rx) = mpsc::channel(16);
+    let merge_task = tokio::spawn(crate::pod::source::merge(sources, desired_tx));
     let manager_task =
         tokio::spawn(Manager::new(ctx, allocatable).run(desired_rx, event_rx, probe_updates));
 
@@ -216,6 +274,10 @@ pub async fn run(
     shutdown.await;
     tracing::info!("stopping; running pods are left running");
     source_task.abort();
+    merge_task.abort();
+    for t in cluster_tasks.into_iter().chain(events_task) {
+        t.abort();
+    }
     manager_task.abort();
     pleg_task.abort();
     rotation_task.abort();

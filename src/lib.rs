@@ -5,11 +5,15 @@
 //! events that wake workers. See ARCHITECTURE.md.
 
 pub mod agent;
+pub mod apiclient;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod cri;
 pub mod crilog;
+pub mod events;
 pub mod metrics;
+pub mod node;
 pub mod pleg;
 pub mod pod;
 pub mod probe;

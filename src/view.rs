@@ -111,6 +111,7 @@ pub async fn run_status_manager(
     mut rx: mpsc::UnboundedReceiver<StatusUpdate>,
     facts: AgentFacts,
     health: Arc<PlegHealth>,
+    forward: Option<mpsc::UnboundedSender<StatusUpdate>>,
 ) {
     let dir = status_dir(&root);
     if let Err(e) = std::fs::DirBuilder::new()
@@ -127,7 +128,12 @@ pub async fn run_status_manager(
         tokio::select! {
             upd = rx.recv() => {
                 match upd {
-                    Some(u) => apply(&mut pods, u),
+                    Some(u) => {
+                        if let Some(f) = &forward {
+                            let _ = f.send(u.clone());
+                        }
+                        apply(&mut pods, u)
+                    }
                     None => {
                         write_pods(&dir, &pods);
                         return;
@@ -136,6 +142,9 @@ pub async fn run_status_manager(
                 // Coalesce a burst of updates into one write.
                 tokio::time::sleep(COALESCE).await;
                 while let Ok(u) = rx.try_recv() {
+                    if let Some(f) = &forward {
+                        let _ = f.send(u.clone());
+                    }
                     apply(&mut pods, u);
                 }
                 dirty = true;

@@ -62,6 +62,21 @@ pub struct KubeletConfiguration {
     pub streaming_connection_idle_timeout: Option<String>,
     pub enable_debugging_handlers: Option<bool>,
     pub enable_system_log_handler: Option<bool>,
+    pub node_status_update_frequency: Option<String>,
+    pub node_status_report_frequency: Option<String>,
+    pub node_lease_duration_seconds: Option<i64>,
+    pub register_node: Option<bool>,
+    pub register_with_taints: Option<Vec<k8s_openapi::api::core::v1::Taint>>,
+    #[serde(rename = "kubeAPIQPS")]
+    pub kube_api_qps: Option<f64>,
+    #[serde(rename = "kubeAPIBurst")]
+    pub kube_api_burst: Option<i64>,
+    #[serde(rename = "eventRecordQPS")]
+    pub event_record_qps: Option<f64>,
+    pub event_burst: Option<i64>,
+    pub kube_reserved: Option<std::collections::BTreeMap<String, String>>,
+    pub system_reserved: Option<std::collections::BTreeMap<String, String>>,
+    pub eviction_hard: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -147,6 +162,18 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "streamingConnectionIdleTimeout",
             "enableDebuggingHandlers",
             "enableSystemLogHandler",
+            "nodeStatusUpdateFrequency",
+            "nodeStatusReportFrequency",
+            "nodeLeaseDurationSeconds",
+            "registerNode",
+            "registerWithTaints",
+            "kubeAPIQPS",
+            "kubeAPIBurst",
+            "eventRecordQPS",
+            "eventBurst",
+            "kubeReserved",
+            "systemReserved",
+            "evictionHard",
         ],
     ),
     ("authentication", &["anonymous", "webhook", "x509"]),
@@ -174,13 +201,8 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "registryBurst",
     "imagePullCredentialsVerificationPolicy",
     "preloadedImagesVerificationAllowlist",
-    "eventRecordQPS",
-    "eventBurst",
     "enableContentionProfiling",
     "oomScoreAdj",
-    "nodeStatusUpdateFrequency",
-    "nodeStatusReportFrequency",
-    "nodeLeaseDurationSeconds",
     "imageMinimumGCAge",
     "imageMaximumGCAge",
     "imageGCHighThresholdPercent",
@@ -206,11 +228,8 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "nodeStatusMaxImages",
     "maxOpenFiles",
     "contentType",
-    "kubeAPIQPS",
-    "kubeAPIBurst",
     "serializeImagePulls",
     "maxParallelImagePulls",
-    "evictionHard",
     "evictionSoft",
     "evictionSoftGracePeriod",
     "evictionPressureTransitionPeriod",
@@ -229,8 +248,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "containerLogMaxWorkers",
     "containerLogMonitorInterval",
     "configMapAndSecretChangeDetectionStrategy",
-    "systemReserved",
-    "kubeReserved",
     "reservedSystemCPUs",
     "showHiddenMetricsForVersion",
     "systemReservedCgroup",
@@ -252,8 +269,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "seccompDefault",
     "memoryThrottlingFactor",
     "memoryReservationPolicy",
-    "registerWithTaints",
-    "registerNode",
     "tracing",
     "localStorageCapacityIsolation",
     "imageServiceEndpoint",
@@ -555,11 +570,15 @@ tlsCipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
     #[test]
     fn not_implemented_fields_warn_exactly_once_each() {
         let text = format!(
-            "{HEAD}featureGates: {{Foo: true}}\nevictionHard:\n  memory.available: 100Mi\nseccompDefault: true\nmaxPods: 10\n"
+            "{HEAD}featureGates: {{Foo: true}}\nimageGCHighThresholdPercent: 80\nseccompDefault: true\nmaxPods: 10\n"
         );
         let parsed = parse_str(&text).unwrap();
         assert_eq!(parsed.warnings.len(), 3, "{:?}", parsed.warnings);
-        for name in ["featureGates", "evictionHard", "seccompDefault"] {
+        for name in [
+            "featureGates",
+            "imageGCHighThresholdPercent",
+            "seccompDefault",
+        ] {
             let hits = parsed
                 .warnings
                 .iter()

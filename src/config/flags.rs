@@ -28,6 +28,10 @@ pub struct RunFlags {
     #[arg(long, value_name = "NAME")]
     pub hostname_override: Option<String>,
 
+    /// kubeconfig file for the API server; without it the node runs standalone
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
     /// IP address to report for the node
     #[arg(long, value_name = "IP")]
     pub node_ip: Option<IpAddr>,

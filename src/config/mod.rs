@@ -17,6 +17,7 @@
 //! `0s` for many durations), and empty strings mean "unset" (`resolvConf: ""` therefore
 //! means no host resolver file for pods).
 
+pub mod cluster;
 mod duration;
 mod error;
 pub mod file;
@@ -49,7 +50,7 @@ const fn secs(s: u64) -> Duration {
 }
 
 /// The validated configuration of `ironlet run`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub config_file: Option<PathBuf>,
     /// Lower-cased DNS-1123 subdomain: --hostname-override, else the machine hostname.
@@ -100,6 +101,8 @@ pub struct Config {
     /// The standalone authorization policy (`--authorization-policy-file`), used when there
     /// is no API server to send SubjectAccessReviews to.
     pub authorization_policy_file: Option<PathBuf>,
+    /// Cluster mode (API server) settings and node reservations.
+    pub cluster: cluster::Cluster,
 }
 
 /// Client authentication on the kubelet API. There is no anonymous option to represent.
@@ -136,7 +139,7 @@ pub struct ServingTls {
 }
 
 /// A loaded configuration and the warnings to log once (recognised but unimplemented fields).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
@@ -318,6 +321,7 @@ impl Config {
                 }
                 other => other.clone(),
             },
+            cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
         })
     }
 }
@@ -639,6 +643,7 @@ mod tests {
             enable_debugging_handlers: true,
             enable_system_log_handler: false,
             authorization_policy_file: None,
+            cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
         };
         assert_eq!(loaded.config, want);
         // A file with only the type header yields the same defaults.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::worker::{self, WorkerContext, WorkerHandle, WorkerMsg};
-use super::{DesiredPod, PodFullName, PodUid};
+use super::{DesiredPod, DesiredSet, PodFullName, PodUid};
 use crate::pleg::PlegEvent;
 use crate::resources::{Allocatable, PodResources, Rejection, admit};
 
@@ -31,6 +31,8 @@ pub struct Manager {
     workers: HashMap<PodUid, Entry>,
     finished_tx: mpsc::UnboundedSender<PodUid>,
     finished_rx: mpsc::UnboundedReceiver<PodUid>,
+    /// Every source has reported once and the orphan sweep has run.
+    swept: bool,
 }
 
 impl Manager {
@@ -42,14 +44,16 @@ impl Manager {
             workers: HashMap::new(),
             finished_tx,
             finished_rx,
+            swept: false,
         }
     }
 
-    /// Runs until the desired-state channel closes. Orphans are judged only after the first
-    /// desired set and the first relist are both in, so a restart adopts rather than kills.
+    /// Runs until the desired-state channel closes. Orphans are judged only after every
+    /// source has sent its first set and the first relist is in, so a restart adopts rather
+    /// than kills.
     pub async fn run(
         mut self,
-        mut desired: mpsc::Receiver<Vec<DesiredPod>>,
+        mut desired: mpsc::Receiver<DesiredSet>,
         mut events: mpsc::Receiver<PlegEvent>,
         mut probe_updates: mpsc::UnboundedReceiver<crate::probe::ProbeUpdate>,
     ) {
@@ -60,13 +64,11 @@ impl Manager {
         if snapshots.wait_for(|s| s.generation > 0).await.is_err() {
             return;
         }
-        let wanted: HashSet<PodUid> = first.iter().map(|d| d.uid.clone()).collect();
-        self.sweep_orphans(&wanted);
-        self.apply(first);
+        self.take(first);
         loop {
             tokio::select! {
                 set = desired.recv() => match set {
-                    Some(set) => self.apply(set),
+                    Some(set) => self.take(set),
                     None => return,
                 },
                 Some(ev) = events.recv() => self.on_event(ev),
@@ -82,6 +84,16 @@ impl Manager {
         }
     }
 
+    /// Sweeps orphans the first time all sources are ready, then follows the set.
+    fn take(&mut self, set: DesiredSet) {
+        if set.sources_ready && !self.swept {
+            let wanted: HashSet<PodUid> = set.pods.iter().map(|d| d.uid.clone()).collect();
+            self.sweep_orphans(&wanted);
+            self.swept = true;
+        }
+        self.apply(set.pods);
+    }
+
     /// Makes the workers follow a complete desired set.
     fn apply(&mut self, set: Vec<DesiredPod>) {
         let wanted: HashSet<PodUid> = set.iter().map(|d| d.uid.clone()).collect();
@@ -93,9 +105,31 @@ impl Manager {
             }
         }
         for d in set {
-            if let Some(entry) = self.workers.get(&d.uid) {
-                if !entry.terminating {
+            let deletion = d.api.as_ref().and_then(|a| a.deletion_grace);
+            if let Some(entry) = self.workers.get_mut(&d.uid) {
+                if entry.terminating {
+                    continue;
+                }
+                if let Some(grace) = deletion {
+                    // Graceful deletion through the API: stop within the pod's grace.
+                    tracing::info!(pod = %d.full_name, pod_uid = %d.uid, grace = ?grace, "pod deleted in the API; terminating");
+                    entry.terminating = true;
+                    entry.admitted = None;
+                    let _ = entry.handle.tx.send(WorkerMsg::Terminate(Some(grace)));
+                } else {
                     let _ = entry.handle.tx.send(WorkerMsg::Update(d));
+                }
+                continue;
+            }
+            let terminal = d.api.as_ref().is_some_and(|a| a.terminal);
+            if deletion.is_some() || terminal {
+                // Nothing runs for it here: tell the status manager it is fully stopped,
+                // so a deleted pod's API object can be removed.
+                if deletion.is_some() {
+                    let _ = self
+                        .ctx
+                        .status
+                        .send(super::worker::StatusUpdate::Remove(d.uid.clone()));
                 }
                 continue;
             }
@@ -137,6 +171,12 @@ impl Manager {
 
     /// Upstream's resource admission: the pod must fit beside the pods already admitted.
     fn admit(&self, d: &DesiredPod) -> Result<PodResources, Rejection> {
+        if let Some(why) = d.api.as_ref().and_then(|a| a.refused.clone()) {
+            return Err(Rejection {
+                reason: "UnsupportedPodSpec",
+                message: why,
+            });
+        }
         let resources = PodResources::from_spec(d.spec(), true).map_err(|e| Rejection {
             reason: "UnexpectedAdmissionError",
             message: e.to_string(),
@@ -151,6 +191,9 @@ impl Manager {
     fn on_event(&mut self, ev: PlegEvent) {
         if let Some(entry) = self.workers.get(&ev.uid) {
             let _ = entry.handle.tx.send(WorkerMsg::Wake);
+            return;
+        }
+        if !self.swept {
             return;
         }
         let has_state = self

@@ -89,6 +89,7 @@ pub fn parse(
         full_name: PodFullName { namespace, name },
         source: PodSource::File(path.to_path_buf()),
         pod: Arc::new(pod),
+        api: None,
     })
 }
 
@@ -181,7 +182,9 @@ pub fn default_pull_policy(image: &str) -> &'static str {
     }
 }
 
-fn validate(pod: &Pod) -> Result<(), ManifestError> {
+/// The checks a pod must pass before the node runs it, whatever its source: required
+/// fields, names, and the features ironlet supports.
+pub fn validate(pod: &Pod) -> Result<(), ManifestError> {
     let name = pod.metadata.name.as_deref().unwrap_or("");
     if name.is_empty() {
         return Err(invalid("metadata.name", "is required"));

@@ -3,6 +3,7 @@
 //! workers follows the desired set (`manager`) and how the operator sees the result
 //! (`status`). This module owns the desired state; observed state comes from the PLEG.
 
+pub mod api_status;
 pub mod cri_config;
 pub mod dns;
 pub mod labels;
@@ -50,6 +51,28 @@ impl fmt::Display for PodFullName {
 pub enum PodSource {
     /// A static pod manifest file.
     File(PathBuf),
+    /// The API server (a pod bound to this node).
+    Api,
+}
+
+/// What the API server says about a pod beyond its spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiPodState {
+    /// Set once the pod has a deletionTimestamp: the grace period to stop it with.
+    pub deletion_grace: Option<std::time::Duration>,
+    /// The API already records the pod as Succeeded or Failed: never start it again.
+    pub terminal: bool,
+    /// Why ironlet cannot run this pod (a feature it does not support), if it cannot.
+    pub refused: Option<String>,
+}
+
+/// The merged desired state of all sources.
+#[derive(Clone, Debug, Default)]
+pub struct DesiredSet {
+    pub pods: Vec<DesiredPod>,
+    /// Every source has delivered its first complete set, so a pod the runtime has and no
+    /// source wants is truly an orphan.
+    pub sources_ready: bool,
 }
 
 /// One pod the node should run: a validated, defaulted v1 Pod plus its identity.
@@ -59,6 +82,8 @@ pub struct DesiredPod {
     pub full_name: PodFullName,
     pub source: PodSource,
     pub pod: Arc<Pod>,
+    /// `Some` for pods from the API server.
+    pub api: Option<ApiPodState>,
 }
 
 impl DesiredPod {

@@ -38,6 +38,8 @@ pub struct WorkerContext {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub status: mpsc::UnboundedSender<StatusUpdate>,
     pub sync_frequency: Duration,
+    /// Kubernetes Events (cluster mode; disabled standalone).
+    pub events: crate::events::Recorder,
 }
 
 /// What workers tell the status manager.
@@ -332,6 +334,16 @@ impl Worker {
             WorkerMsg::Wake => {}
             WorkerMsg::Probe(u) => {
                 let name = self.name();
+                if u.result == crate::probe::ProbeResult::Failure
+                    && let Some(d) = &self.desired
+                {
+                    self.ctx.events.pod(
+                        &d.pod,
+                        crate::events::WARNING,
+                        "Unhealthy",
+                        format!("{} probe failed: {}", u.key.kind.as_str(), u.message),
+                    );
+                }
                 if let Some(kill) = self.probes.update(u, &name)
                     && self.terminate.is_none()
                 {
@@ -397,6 +409,16 @@ impl Worker {
         let desired = self.desired.as_ref();
         let ip = pod_ip_of(observed);
         let ip = &ip;
+        if let Some(d) = desired {
+            for k in &plan.kill_containers {
+                self.ctx.events.pod(
+                    &d.pod,
+                    crate::events::NORMAL,
+                    "Killing",
+                    format!("Stopping container {}", k.name),
+                );
+            }
+        }
         join_all(plan.kill_containers.iter().map(|k| async move {
             tracing::info!(pod = %name, container = %k.name, reason = %k.reason, "killing container");
             if let Err(e) = stop_container(cri, desired, &k.name, &k.id, ip, grace).await {
@@ -475,6 +497,12 @@ impl Worker {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(pod = %name, pod_uid = %self.uid, error = %e, "FailedCreatePodSandBox");
+                    self.ctx.events.pod(
+                        &desired.pod,
+                        crate::events::WARNING,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {e}"),
+                    );
                     self.retry_after = Some(Instant::now() + SYNC_ERROR_BACKOFF);
                     return;
                 }
@@ -519,6 +547,19 @@ impl Worker {
             match result {
                 Ok(()) => {
                     tracing::info!(pod = %name, container = %s.name, attempt = s.attempt, "started container");
+                    let ev = &self.ctx.events;
+                    ev.pod(
+                        &desired.pod,
+                        crate::events::NORMAL,
+                        "Created",
+                        format!("Created container {}", s.name),
+                    );
+                    ev.pod(
+                        &desired.pod,
+                        crate::events::NORMAL,
+                        "Started",
+                        format!("Started container {}", s.name),
+                    );
                     self.exec_waiting.remove(&s.name);
                     self.backoff.pull.remove(&s.name);
                     if let Some(d) = plan.crash_backoff.get(&s.name) {
@@ -527,6 +568,14 @@ impl Worker {
                 }
                 Err(StartError::Pull(w)) => {
                     tracing::warn!(pod = %name, container = %s.name, reason = %w.reason, message = %w.message, "image");
+                    let (reason, message) = if w.reason == "ErrImagePull" {
+                        ("Failed", w.message.clone())
+                    } else {
+                        ("BackOff", format!("Back-off pulling image: {}", w.message))
+                    };
+                    self.ctx
+                        .events
+                        .pod(&desired.pod, crate::events::WARNING, reason, message);
                     if w.reason == "ErrImagePull" {
                         let delay = self
                             .backoff

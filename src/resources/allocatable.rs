@@ -95,6 +95,8 @@ impl Threshold {
 pub struct HardEviction {
     pub memory_available: Option<Threshold>,
     pub nodefs_available: Option<Threshold>,
+    /// `pid.available` (a count; `Bytes` holds it). Upstream's default has none.
+    pub pid_available: Option<Threshold>,
 }
 
 impl Default for HardEviction {
@@ -103,6 +105,7 @@ impl Default for HardEviction {
         HardEviction {
             memory_available: Some(Threshold::Bytes(100 << 20)),
             nodefs_available: Some(Threshold::Percentage(10.0 / 100.0)),
+            pid_available: None,
         }
     }
 }
@@ -122,6 +125,7 @@ impl HardEviction {
         Ok(HardEviction {
             memory_available: get("memory.available")?,
             nodefs_available: get("nodefs.available")?,
+            pid_available: get("pid.available")?,
         })
     }
 }
@@ -448,6 +452,7 @@ mod tests {
         let eviction = HardEviction {
             memory_available: Some(Threshold::Percentage(0.5)),
             nodefs_available: None,
+            pid_available: None,
         };
         let a = allocatable(&cap, &Reserved::default(), &Reserved::default(), &eviction);
         assert_eq!(a.memory_bytes, 5 * GI);
@@ -483,7 +488,8 @@ mod tests {
             e,
             Ok(HardEviction {
                 memory_available: None,
-                nodefs_available: None
+                nodefs_available: None,
+                pid_available: None,
             })
         );
         for (v, want) in [

@@ -3,6 +3,8 @@
 //! Tests judge through the CRI, not only through ironlet's own view.
 #![allow(dead_code)]
 
+pub mod fakeapi;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,422 @@
+//! The API server client of cluster mode: a `kube::Client` built from a kubeconfig, with
+//! three properties the stock builder does not give:
+//!
+//! - **A replaceable TLS identity.** The client certificate is not baked into the rustls
+//!   config; a resolver hands out whatever [`Identity`] currently holds, so certificate
+//!   rotation swaps one value and every new connection (and every clone of the client)
+//!   presents the new certificate. Nothing is rebuilt or re-plumbed.
+//! - **A request budget.** kubeAPIQPS / kubeAPIBurst as a token bucket in front of every
+//!   request, watches included.
+//! - **No weak fallbacks.** The cluster CA must be named in the kubeconfig (the system trust
+//!   store is never used for the API server), `insecure-skip-tls-verify` is refused, and the
+//!   TLS versions and suites are the same strong set the 10250 server uses.
+//!
+//! Owns reading the kubeconfig and the files it names. Does not decide what to send.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, SignatureScheme};
+
+/// How long a TCP connect to the API server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiClientError {
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: PathBuf, message: String },
+    #[error("kubeconfig {path}: {field}: {message}")]
+    Field {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+    #[error("client identity: {0}")]
+    Identity(String),
+}
+
+/// The client certificate and key the API client presents, replaceable at any time.
+#[derive(Default)]
+pub struct Identity {
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("has_certificate", &self.has_certs())
+            .finish()
+    }
+}
+
+impl Identity {
+    /// Publishes a new certificate chain and key (PEM). The key must match the certificate;
+    /// on error the current identity stays.
+    pub fn set_pem(&self, cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<(), ApiClientError> {
+        let chain = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ApiClientError::Identity(format!("certificate PEM: {e}")))?;
+        if chain.is_empty() {
+            return Err(ApiClientError::Identity(
+                "no certificate in the PEM data".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| ApiClientError::Identity(format!("private key PEM: {e}")))?;
+        let provider = client_policy()?.provider();
+        let certified = CertifiedKey::from_der(chain, key, &provider)
+            .map_err(|e| ApiClientError::Identity(format!("certificate and key: {e}")))?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(certified));
+        Ok(())
+    }
+
+    /// The certificate currently presented (leaf first), if any.
+    pub fn certificate(&self) -> Option<Vec<CertificateDer<'static>>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.cert.clone())
+    }
+}
+
+impl ResolvesClientCert for Identity {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+}
+
+/// A connected client and the handle that swaps its TLS identity.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub client: kube::Client,
+    pub identity: Arc<Identity>,
+    /// The API server's base URL, for logs.
+    pub server: String,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("server", &self.server)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// Reads `path` and builds the client. Fails, naming the field, when the kubeconfig lacks a
+/// CA, skips verification, or its credentials cannot be read.
+pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, ApiClientError> {
+    let kc_err = |message: String| ApiClientError::Kubeconfig {
+        path: path.to_path_buf(),
+        message,
+    };
+    let field_err = |field, message: String| ApiClientError::Field {
+        path: path.to_path_buf(),
+        field,
+        message,
+    };
+    let kubeconfig =
+        kube::config::Kubeconfig::read_from(path).map_err(|e| kc_err(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| kc_err(e.to_string()))?;
+    if config.accept_invalid_certs {
+        return Err(field_err(
+            "insecure-skip-tls-verify",
+            "the API server's certificate must be verified; remove the field and name the cluster CA".into(),
+        ));
+    }
+    if config.cluster_url.scheme_str() != Some("https") {
+        return Err(field_err(
+            "server",
+            format!("{} must be an https:// URL", config.cluster_url),
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for der in config.root_cert.iter().flatten() {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| field_err("certificate-authority", e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(field_err(
+            "certificate-authority",
+            "missing: ironlet trusts only the cluster CA named in the kubeconfig, never the system store".into(),
+        ));
+    }
+
+    let identity = Arc::new(Identity::default());
+    if let Some((cert, key)) = client_pem(path, &config.auth_info)? {
+        identity.set_pem(&cert, &key)?;
+    }
+
+    let policy = client_policy()?;
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(policy.provider()))
+        .with_protocol_versions(policy.versions())
+        .map_err(|e| ApiClientError::Identity(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(identity.clone() as Arc<dyn ResolvesClientCert>);
+
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    http.set_nodelay(true);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only();
+    let builder = match &config.tls_server_name {
+        Some(name) => {
+            let name = ServerName::try_from(name.clone())
+                .map_err(|e| field_err("tls-server-name", e.to_string()))?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    let https = builder.enable_http1().wrap_connector(http);
+    let http_client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build::<_, kube::client::Body>(https);
+
+    use kube::client::ConfigExt;
+    let auth = config
+        .auth_layer()
+        .map_err(|e| field_err("user", e.to_string()))?;
+    let service = tower::ServiceBuilder::new()
+        .layer(RateLimitLayer::new(qps, burst))
+        .layer(config.base_uri_layer())
+        .option_layer(auth)
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    let client = kube::Client::new(service, config.default_namespace.clone());
+    Ok(ApiClient {
+        client,
+        identity,
+        server: config.cluster_url.to_string(),
+    })
+}
+
+/// The TLS versions and suites of outbound connections: the same data as the server's.
+fn client_policy() -> Result<crate::tls::TlsPolicy, ApiClientError> {
+    crate::tls::TlsPolicy::from_config(None, &[])
+        .map_err(|e| ApiClientError::Identity(format!("TLS policy: {e}")))
+}
+
+/// A certificate chain and its key, PEM.
+type PemPair = (Vec<u8>, Vec<u8>);
+
+/// The client certificate and key of the kubeconfig's user, as PEM, if it uses one.
+fn client_pem(
+    path: &Path,
+    auth: &kube::config::AuthInfo,
+) -> Result<Option<PemPair>, ApiClientError> {
+    use secrecy::ExposeSecret;
+    let field_err = |field, message: String| ApiClientError::Field {
+        path: path.to_path_buf(),
+        field,
+        message,
+    };
+    let read = |field, file: &str| {
+        std::fs::read(file).map_err(|e| field_err(field, format!("{file}: {e}")))
+    };
+    let decode = |field, data: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| field_err(field, format!("not base64: {e}")))
+    };
+    let cert = match (&auth.client_certificate_data, &auth.client_certificate) {
+        (Some(d), _) => Some(decode("client-certificate-data", d)?),
+        (None, Some(f)) => Some(read("client-certificate", f)?),
+        (None, None) => None,
+    };
+    let key = match (&auth.client_key_data, &auth.client_key) {
+        (Some(d), _) => Some(decode("client-key-data", d.expose_secret())?),
+        (None, Some(f)) => Some(read("client-key", f)?),
+        (None, None) => None,
+    };
+    match (cert, key) {
+        (Some(c), Some(k)) => Ok(Some((c, k))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(field_err(
+            "client-key",
+            "missing; the client certificate needs its key".into(),
+        )),
+        (None, Some(_)) => Err(field_err(
+            "client-certificate",
+            "missing; the client key needs its certificate".into(),
+        )),
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `qps` per second. A request that
+/// finds the bucket empty reserves the next token and waits for it, so waiters are served
+/// in arrival order without a queue.
+#[derive(Debug)]
+pub struct TokenBucket {
+    qps: f64,
+    burst: f64,
+    state: std::sync::Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    pub fn new(qps: f64, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        TokenBucket {
+            qps: if qps > 0.0 { qps } else { 1.0 },
+            burst,
+            state: std::sync::Mutex::new((burst, Instant::now())),
+        }
+    }
+
+    /// How long the caller must wait before its request may go (zero if a token is free).
+    pub fn reserve(&self, now: Instant) -> Duration {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = &mut *state;
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * self.qps).min(self.burst);
+        *last = now.max(*last);
+        *tokens -= 1.0;
+        if *tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-*tokens / self.qps)
+        }
+    }
+
+    pub async fn acquire(&self) {
+        let wait = self.reserve(Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Puts a [`TokenBucket`] in front of a service.
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    bucket: Arc<TokenBucket>,
+}
+
+impl RateLimitLayer {
+    pub fn new(qps: f64, burst: u32) -> Self {
+        RateLimitLayer {
+            bucket: Arc::new(TokenBucket::new(qps, burst)),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for RateLimitLayer {
+    type Service = RateLimited<S>;
+    fn layer(&self, inner: S) -> RateLimited<S> {
+        RateLimited {
+            inner,
+            bucket: self.bucket.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RateLimited<S> {
+    inner: S,
+    bucket: Arc<TokenBucket>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, R> tower::Service<R> for RateLimited<S>
+where
+    S: tower::Service<R> + Clone + Send + 'static,
+    S::Future: Send,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        // The clone that was polled ready goes with the request (tower's usual pattern).
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let bucket = self.bucket.clone();
+        Box::pin(async move {
+            bucket.acquire().await;
+            inner.call(req).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_paces_at_qps() {
+        let b = TokenBucket::new(10.0, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(b.reserve(t0), Duration::ZERO);
+        }
+        // The 4th and 5th wait one and two tenths of a second.
+        let w4 = b.reserve(t0);
+        let w5 = b.reserve(t0);
+        assert!((w4.as_secs_f64() - 0.1).abs() < 1e-6, "{w4:?}");
+        assert!((w5.as_secs_f64() - 0.2).abs() < 1e-6, "{w5:?}");
+        // After a second the debt is paid and tokens refill, capped at the burst.
+        let later = t0 + Duration::from_secs(10);
+        for _ in 0..3 {
+            assert_eq!(b.reserve(later), Duration::ZERO);
+        }
+        assert!(b.reserve(later) > Duration::ZERO);
+    }
+
+    #[test]
+    fn identity_rejects_mismatched_key_and_keeps_the_old_one() {
+        let key_a = rcgen::KeyPair::generate().unwrap();
+        let key_b = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["node".into()])
+            .unwrap()
+            .self_signed(&key_a)
+            .unwrap();
+        let id = Identity::default();
+        assert!(!id.has_certs());
+        id.set_pem(cert.pem().as_bytes(), key_a.serialize_pem().as_bytes())
+            .unwrap();
+        assert!(id.has_certs());
+        let err = id
+            .set_pem(cert.pem().as_bytes(), key_b.serialize_pem().as_bytes())
+            .unwrap_err();
+        assert!(err.to_string().contains("certificate and key"), "{err}");
+        assert_eq!(id.certificate().unwrap()[0].as_ref(), cert.der().as_ref());
+        assert!(id.set_pem(b"garbage", b"garbage").is_err());
+    }
+}
