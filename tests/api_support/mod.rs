@@ -195,6 +195,8 @@ pub struct ServerOptions {
     pub limits: Limits,
     pub streaming_idle_timeout: Duration,
     pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// Replaces the known-tokens authenticator (e.g. the TokenReview webhook).
+    pub token_authenticator: Option<Arc<dyn TokenAuthenticator>>,
     pub min_version: Option<&'static str>,
 }
 
@@ -207,6 +209,7 @@ impl Default for ServerOptions {
             limits: Limits::default(),
             streaming_idle_timeout: Duration::from_secs(4 * 3600),
             authorizer: None,
+            token_authenticator: None,
             min_version: None,
         }
     }
@@ -259,10 +262,10 @@ pub async fn serve(pki: &Pki, o: ServerOptions) -> Server {
     let authorizer = o
         .authorizer
         .unwrap_or_else(|| Arc::new(StandalonePolicy::parse(POLICY).unwrap()));
-    let tokens: Option<Arc<dyn TokenAuthenticator>> = if o.tokens {
-        Some(Arc::new(KnownTokens))
-    } else {
-        None
+    let tokens: Option<Arc<dyn TokenAuthenticator>> = match (o.token_authenticator, o.tokens) {
+        (Some(t), _) => Some(t),
+        (None, true) => Some(Arc::new(KnownTokens)),
+        (None, false) => None,
     };
     let api = Arc::new(Api::new(options, tokens, authorizer, handles));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
