@@ -325,6 +325,11 @@ async fn the_agent_serves_the_secure_api_on_a_real_runtime() {
         "{m}"
     );
     assert!(m.contains("kubelet_pleg_relist_duration_seconds_count"));
+    assert!(
+        m.lines()
+            .any(|l| l == "kubelet_pod_start_duration_seconds_count 1"),
+        "{m}"
+    );
 
     // Every request was audited in the agent's log.
     let log = node.agent_log(1);

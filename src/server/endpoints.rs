@@ -167,6 +167,18 @@ pub fn metrics(api: &Api) -> Response<Body> {
         "",
         &api.handles.health.relist_durations(),
     );
+    header(
+        &mut out,
+        "kubelet_pod_start_duration_seconds",
+        "histogram",
+        "Duration in seconds from the kubelet first seeing a pod to all its containers running.",
+    );
+    histogram(
+        &mut out,
+        "kubelet_pod_start_duration_seconds",
+        "",
+        &crate::metrics::pod_start_durations(),
+    );
     let ops = crate::cri::operations::snapshot();
     header(
         &mut out,
