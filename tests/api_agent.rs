@@ -288,6 +288,25 @@ async fn the_agent_serves_the_secure_api_on_a_real_runtime() {
         "{frames:?}"
     );
 
+    // The runtime's streaming server refuses a request without upgrade headers: its answer
+    // is relayed, the connection closes, and the pipelined request is never served.
+    let out = exchange(
+        port,
+        client(admin()),
+        format!("GET /exec/default/{POD}/main?command=id&stdout=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /pods HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let a = parse_answer(&out).unwrap();
+    assert!(a.status >= 400, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(a.header("connection"), Some("close"));
+    assert_eq!(
+        out.windows(9).filter(|w| w == b"HTTP/1.1 ").count(),
+        1,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
     // The streaming idle timeout (4s here) ends an idle exec session.
     let mut tls = connect(port, client(admin())).await.unwrap();
     tls.write_all(

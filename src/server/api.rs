@@ -139,6 +139,14 @@ pub struct Conn {
     pub idle_timeout_ms: Arc<AtomicU64>,
 }
 
+impl Conn {
+    /// Lets this connection sit idle up to `d` (long-running requests).
+    pub fn raise_idle_timeout(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.idle_timeout_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
 /// What happened to a request, for the audit line and the invariant checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -338,9 +346,12 @@ where
     if route.is_debugging() && !o.enable_debugging_handlers {
         return text(StatusCode::METHOD_NOT_ALLOWED, DEBUG_DISABLED);
     }
-    if route.is_long_running() {
-        let ms = u64::try_from(o.streaming_idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        conn.idle_timeout_ms.store(ms, Ordering::Relaxed);
+    // Streams (and followed logs, in logs.rs) may sit idle up to the streaming timeout.
+    if matches!(
+        route,
+        Route::Exec(_) | Route::Attach(_) | Route::PortForward(_)
+    ) {
+        conn.raise_idle_timeout(o.streaming_idle_timeout);
     }
     let query = req.uri().query().unwrap_or("").to_owned();
     match route {
@@ -351,7 +362,7 @@ where
         Route::MetricsProbes => super::endpoints::metrics_probes(api),
         Route::Configz => super::endpoints::configz(api),
         Route::Run(c) => super::endpoints::run(api, c, &query, req.into_body()).await,
-        Route::ContainerLogs(c) => super::logs::container_logs(api, c, &query).await,
+        Route::ContainerLogs(c) => super::logs::container_logs(api, conn, c, &query).await,
         Route::Logs(rel) => super::logs::node_logs(&o.system_log_root, rel).await,
         Route::Exec(_) | Route::Attach(_) | Route::PortForward(_) => {
             super::stream::proxy(api, route, &query, req).await

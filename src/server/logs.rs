@@ -23,7 +23,7 @@ use hyper::body::Frame;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::mpsc;
 
-use super::api::{Api, Body, NOT_FOUND, text};
+use super::api::{Api, Body, Conn, NOT_FOUND, text};
 use super::query::{self, LogOptions, LogQueryError};
 use super::routes::ContainerRef;
 use crate::crilog;
@@ -51,7 +51,12 @@ fn streaming(
     r
 }
 
-pub async fn container_logs(api: &Api, c: &ContainerRef, query: &str) -> Response<Body> {
+pub async fn container_logs(
+    api: &Api,
+    conn: &Conn,
+    c: &ContainerRef,
+    query: &str,
+) -> Response<Body> {
     let opts = match query::log_options(query) {
         Ok(o) => o,
         Err(LogQueryError::BadRequest(_)) => return text(StatusCode::BAD_REQUEST, "Bad Request\n"),
@@ -80,7 +85,10 @@ pub async fn container_logs(api: &Api, c: &ContainerRef, query: &str) -> Respons
     };
     let permit = if opts.follow {
         match api.streams.clone().try_acquire_owned() {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                conn.raise_idle_timeout(api.options.streaming_idle_timeout);
+                Some(p)
+            }
             Err(_) => return text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
         }
     } else {
