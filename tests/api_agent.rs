@@ -51,10 +51,11 @@ fn listening(pid: u32) -> BTreeSet<(String, u16)> {
 async fn read_ws_channels<S: AsyncReadExt + Unpin>(
     s: &mut S,
     mut pre: Vec<u8>,
+    within: Duration,
 ) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + within;
     loop {
         // Parse complete frames from `pre`.
         while pre.len() >= 2 {
@@ -116,16 +117,18 @@ async fn the_agent_serves_the_secure_api_on_a_real_runtime() {
         p("ca.crt")
     ));
     node.extra_args = vec!["--authorization-policy-file".into(), p("policy.yaml")];
-    node.write_manifest(
-        "talker.yaml",
-        &support::pod_manifest(
-            "talker",
-            "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.3; done",
-            "",
-        ),
+    let mut manifest = support::pod_manifest(
+        "talker",
+        "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.3; done",
+        "",
     );
+    manifest.push_str(&format!(
+        "  - name: web\n    image: {}\n    command: [sh, -c, 'mkdir -p /www && echo served-by-web > /www/index.html && exec httpd -f -p 8080 -h /www']\n",
+        support::BUSYBOX
+    ));
+    node.write_manifest("talker.yaml", &manifest);
     node.start_agent();
-    node.wait_running("talker", &["main"], Duration::from_secs(90))
+    node.wait_running("talker", &["main", "web"], Duration::from_secs(90))
         .await;
     let admin = || Some((pki.allowed.0.clone(), pki.allowed.1.clone_key()));
     let get = |path: String| {
@@ -276,7 +279,7 @@ async fn the_agent_serves_the_secure_api_on_a_real_runtime() {
     let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let status = String::from_utf8_lossy(&head[..end]).to_string();
     assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-    let frames = read_ws_channels(&mut tls, head[end..].to_vec()).await;
+    let frames = read_ws_channels(&mut tls, head[end..].to_vec(), Duration::from_secs(20)).await;
     let stdout: Vec<u8> = frames
         .iter()
         .filter(|(c, _)| *c == 1)
@@ -329,9 +332,64 @@ async fn the_agent_serves_the_secure_api_on_a_real_runtime() {
         "idle stream closed after {idle:?}"
     );
 
+    // portForward through 10250 (WebSocket): bytes reach the pod's port 8080 and back.
+    let mut tls = connect(port, client(admin())).await.unwrap();
+    tls.write_all(
+        format!(
+            "GET /portForward/default/{POD}?port=8080 HTTP/1.1\r\n\
+             Host: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut b = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before the upgrade: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.extend_from_slice(&b[..n]);
+    }
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Channel 0 carries data for the first port; a masked client frame.
+    let payload = [&[0u8][..], b"GET /index.html HTTP/1.0\r\n\r\n"].concat();
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x82, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tls.write_all(&frame).await.unwrap();
+    let frames = read_ws_channels(&mut tls, head[end..].to_vec(), Duration::from_secs(5)).await;
+    let data: Vec<u8> = frames
+        .iter()
+        .filter(|(c, _)| *c == 0)
+        .flat_map(|(_, d)| d.clone())
+        .collect();
+    let text = String::from_utf8_lossy(&data);
+    assert!(text.contains("served-by-web"), "{frames:?}");
+    drop(tls);
+
     // Metrics come from real events.
     let m = String::from_utf8_lossy(&get("/metrics".into()).await.unwrap().body).to_string();
     assert!(m.lines().any(|l| l == "kubelet_running_pods 1"), "{m}");
+    assert!(
+        m.lines()
+            .any(|l| l
+                .starts_with("kubelet_runtime_operations_total{operation_type=\"port_forward\"}")),
+        "{m}"
+    );
     assert!(
         m.lines().any(
             |l| l.starts_with("kubelet_runtime_operations_total{operation_type=\"exec_sync\"}")
