@@ -402,6 +402,71 @@ mod tests {
         assert_eq!(tail_offset(&mut f, 1).await.unwrap(), 2);
     }
 
+    async fn collect(content: &[u8], opts: LogOptions, since: Option<i128>) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("0.log");
+        std::fs::write(&p, content).unwrap();
+        let file = tokio::fs::File::open(&p).await.unwrap();
+        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+        let task = tokio::spawn(async move { stream_log(file, opts, since, || false, &tx).await });
+        let mut out = Vec::new();
+        while let Some(f) = rx.recv().await {
+            out.extend_from_slice(&f.unwrap().into_data().unwrap());
+        }
+        task.await.unwrap().unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn options_shape_the_stream() {
+        let log = b"2026-01-01T00:00:01.000000000Z stdout F one\n\
+                    2026-01-01T00:00:02.000000000Z stderr P tw\n\
+                    2026-01-01T00:00:02.100000000Z stderr F o\n\
+                    garbage\n\
+                    2026-01-01T00:00:03.000000000Z stdout F three\n";
+        let all = collect(log, LogOptions::default(), None).await;
+        assert_eq!(all, b"one\ntwo\nthree\n");
+        let ts = collect(
+            log,
+            LogOptions {
+                timestamps: true,
+                tail_lines: Some(1),
+                ..Default::default()
+            },
+            None,
+        )
+        .await;
+        assert_eq!(ts, b"2026-01-01T00:00:03.000000000Z three\n");
+        let since = "2026-01-01T00:00:02Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_nanosecond();
+        assert_eq!(
+            collect(log, LogOptions::default(), Some(since)).await,
+            b"two\nthree\n"
+        );
+        let limited = collect(
+            log,
+            LogOptions {
+                limit_bytes: Some(6),
+                ..Default::default()
+            },
+            None,
+        )
+        .await;
+        assert_eq!(limited, b"one\ntw");
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_cut_not_buffered() {
+        let mut log = b"2026-01-01T00:00:01Z stdout F ".to_vec();
+        log.extend(std::iter::repeat_n(b'x', 3 * crilog::MAX_LINE_BYTES));
+        log.extend_from_slice(b"\n2026-01-01T00:00:02Z stdout F after\n");
+        let out = collect(&log, LogOptions::default(), None).await;
+        assert!(out.len() <= crilog::MAX_LINE_BYTES + 16, "{}", out.len());
+        assert!(out.ends_with(b"after\n"));
+    }
+
     #[test]
     fn open_beneath_refuses_symlinks_anywhere() {
         let dir = tempfile::tempdir().unwrap();
