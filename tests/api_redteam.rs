@@ -567,3 +567,124 @@ async fn every_request_yields_one_audit_line() {
     assert!(lines[1].contains("user=mallory"));
     assert!(lines[2].contains("user=admin") && lines[2].contains("reason=admin-everything"));
 }
+
+/// A snapshot with one running pod `default/p` whose container `c` logs to `log`.
+fn snapshot_with_logger(log: &std::path::Path) -> Arc<ironlet::pleg::Snapshot> {
+    use ironlet::pod::observed::{ContainerState, ObservedContainer, ObservedPod};
+    let c = ObservedContainer {
+        id: "cid".into(),
+        sandbox_id: "sid".into(),
+        name: "c".into(),
+        attempt: 0,
+        state: ContainerState::Running,
+        created_at: 1,
+        started_at: 1,
+        finished_at: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        image: "img".into(),
+        image_ref: "img".into(),
+        hash: None,
+        grace_seconds: None,
+        log_path: log.display().to_string(),
+    };
+    let pod = ObservedPod {
+        name: "p".into(),
+        namespace: "default".into(),
+        containers: vec![c],
+        ..Default::default()
+    };
+    let mut pods = std::collections::HashMap::new();
+    pods.insert(ironlet::pod::PodUid("uid-1".into()), Arc::new(pod));
+    Arc::new(ironlet::pleg::Snapshot {
+        generation: 2,
+        relist_started: Instant::now(),
+        pods,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followed_logs_stream_and_are_capped_in_number() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("0.log");
+    std::fs::write(&log, "2026-01-01T00:00:00Z stdout F first\n").unwrap();
+    let s = serve(&pki, ServerOptions::default()).await;
+    s.snapshot_tx.send(snapshot_with_logger(&log)).unwrap();
+    let ident = || Some((pki.allowed.0.clone(), pki.allowed.1.clone_key()));
+    // The harness allows 8 concurrent streams: 8 follows hold them all.
+    let mut follows = Vec::new();
+    for _ in 0..8 {
+        let mut tls = connect(s.port, client(ident())).await.unwrap();
+        tls.write_all(b"GET /containerLogs/default/p/c?follow=true HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        follows.push(tls);
+    }
+    let a = request(
+        s.port,
+        &pki,
+        Cred::CertAllowed,
+        "GET",
+        "/containerLogs/default/p/c?follow=true",
+        "",
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 429);
+    // Not following does not need a stream slot.
+    let a = request(
+        s.port,
+        &pki,
+        Cred::CertAllowed,
+        "GET",
+        "/containerLogs/default/p/c",
+        "",
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!((a.status, a.body.as_slice()), (200, &b"first\n"[..]));
+    // A line appended now reaches a follower.
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"2026-01-01T00:00:01Z stdout F second\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains("second") && Instant::now() < deadline {
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(500), follows[0].read(&mut buf)).await
+        {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&got).contains("second"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    // Closing the followers frees the slots.
+    drop(follows);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut tls = connect(s.port, client(ident())).await.unwrap();
+    tls.write_all(b"GET /containerLogs/default/p/c?follow=true HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
