@@ -47,6 +47,8 @@ pub enum ApiClientError {
 #[derive(Default)]
 pub struct Identity {
     current: RwLock<Option<Arc<CertifiedKey>>>,
+    /// Bumped on every change, so the client knows to stop reusing old connections.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Identity {
@@ -75,7 +77,14 @@ impl Identity {
         let certified = CertifiedKey::from_der(chain, key, &provider)
             .map_err(|e| ApiClientError::Identity(format!("certificate and key: {e}")))?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(certified));
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Changes with every new certificate.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The certificate currently presented (leaf first), if any.
@@ -138,8 +147,7 @@ pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, Api
         field,
         message,
     };
-    let kubeconfig =
-        kube::config::Kubeconfig::read_from(path).map_err(|e| kc_err(e.to_string()))?;
+    let kubeconfig = read_kubeconfig(path).map_err(kc_err)?;
     let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
@@ -176,33 +184,49 @@ pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, Api
         identity.set_pem(&cert, &key)?;
     }
 
-    let policy = client_policy()?;
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(policy.provider()))
-        .with_protocol_versions(policy.versions())
-        .map_err(|e| ApiClientError::Identity(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_cert_resolver(identity.clone() as Arc<dyn ResolvesClientCert>);
-
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-    http.set_nodelay(true);
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only();
-    let builder = match &config.tls_server_name {
-        Some(name) => {
-            let name = ServerName::try_from(name.clone())
-                .map_err(|e| field_err("tls-server-name", e.to_string()))?;
-            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => builder,
+    let server_name = match &config.tls_server_name {
+        Some(name) => Some(
+            ServerName::try_from(name.clone())
+                .map_err(|e| field_err("tls-server-name", e.to_string()))?,
+        ),
+        None => None,
     };
-    let https = builder.enable_http1().wrap_connector(http);
-    let http_client =
+    let policy = client_policy()?;
+    let provider = Arc::new(policy.provider());
+    let versions = policy.versions();
+    // Built once, so that making a fresh connection pool later cannot fail.
+    let base = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| ApiClientError::Identity(e.to_string()))?;
+    let resolver = identity.clone();
+    let make: MakeClient = Arc::new(move || {
+        let tls = base
+            .clone()
+            .with_root_certificates(roots.clone())
+            .with_client_cert_resolver(resolver.clone() as Arc<dyn ResolvesClientCert>);
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.set_nodelay(true);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only();
+        let builder = match &server_name {
+            Some(name) => builder.with_server_name_resolver(
+                hyper_rustls::FixedServerNameResolver::new(name.clone()),
+            ),
+            None => builder,
+        };
+        let https = builder.enable_http1().wrap_connector(http);
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .build::<_, kube::client::Body>(https);
+            .build::<_, kube::client::Body>(https)
+    });
+    let http_client = Rotating {
+        current: Arc::new(std::sync::Mutex::new((identity.generation(), make()))),
+        identity: identity.clone(),
+        make,
+    };
 
     use kube::client::ConfigExt;
     let auth = config
@@ -220,6 +244,31 @@ pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, Api
         identity,
         server: config.cluster_url.to_string(),
     })
+}
+
+/// Kubeconfig files larger than this are refused before parsing.
+pub const MAX_KUBECONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Parses kubeconfig text (pure, fuzzed). Relative file references stay as written.
+pub fn parse_kubeconfig(text: &str) -> Result<kube::config::Kubeconfig, String> {
+    kube::config::Kubeconfig::from_yaml(text).map_err(|e| e.to_string())
+}
+
+/// Reads a kubeconfig with a size cap, resolving the files it names relative to its own
+/// directory (as kubectl does).
+fn read_kubeconfig(path: &Path) -> Result<kube::config::Kubeconfig, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    file.take(MAX_KUBECONFIG_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_KUBECONFIG_BYTES {
+        return Err(format!("larger than the {MAX_KUBECONFIG_BYTES} byte limit"));
+    }
+    parse_kubeconfig(&text)?;
+    // kube's reader resolves relative paths against the file's directory.
+    kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())
 }
 
 /// The TLS versions and suites of outbound connections: the same data as the server's.
@@ -271,6 +320,46 @@ fn client_pem(
             "client-certificate",
             "missing; the client key needs its certificate".into(),
         )),
+    }
+}
+
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    kube::client::Body,
+>;
+type MakeClient = Arc<dyn Fn() -> HttpsClient + Send + Sync>;
+
+/// The HTTP client under the kube client. Pooled connections (and TLS sessions, which
+/// would resume without a new client certificate) belong to one identity generation: when
+/// the identity changes, new requests go through a fresh pool and so handshake with the
+/// new certificate; requests already running finish on their old connections.
+#[derive(Clone)]
+struct Rotating {
+    identity: Arc<Identity>,
+    make: MakeClient,
+    current: Arc<std::sync::Mutex<(u64, HttpsClient)>>,
+}
+
+impl tower::Service<http::Request<kube::client::Body>> for Rotating {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = hyper_util::client::legacy::ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<kube::client::Body>) -> Self::Future {
+        let generation = self.identity.generation();
+        let client = {
+            let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
+            if cur.0 != generation {
+                tracing::info!("client identity changed: new connections to the API server");
+                *cur = (generation, (self.make)());
+            }
+            cur.1.clone()
+        };
+        client.request(req)
     }
 }
 

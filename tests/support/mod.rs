@@ -44,7 +44,7 @@ pub struct Node {
     pub endpoint_override: Option<String>,
     /// This node's private cgroupRoot, removed at cleanup.
     pub cgroup_root: String,
-    /// Extra `ironlet run` arguments (e.g. --authorization-policy-file).
+    /// More `ironlet run` arguments (e.g. `--kubeconfig PATH`).
     pub extra_args: Vec<String>,
 }
 
@@ -232,10 +232,20 @@ impl Node {
         names: &[&str],
         timeout: Duration,
     ) -> api::PodSandbox {
-        let full = format!("{pod}-{NODE}");
+        self.wait_running_full(&format!("{pod}-{NODE}"), names, timeout)
+            .await
+    }
+
+    /// `wait_running` for a pod by its full name (API pods have no node suffix).
+    pub async fn wait_running_full(
+        &self,
+        full: &str,
+        names: &[&str],
+        timeout: Duration,
+    ) -> api::PodSandbox {
         wait_for(&format!("pod {full} running"), timeout, || async {
             let sb = self
-                .sandboxes(&full)
+                .sandboxes(full)
                 .await
                 .into_iter()
                 .find(|s| s.state == api::PodSandboxState::SandboxReady as i32)?;

@@ -138,7 +138,7 @@ pub fn server_config(pki: &Pki) -> Arc<rustls::ServerConfig> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(pki.serving_chain.clone(), pki.serving_key())
         .expect("serving cert");
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(cfg)
 }
 

@@ -1,16 +1,35 @@
 //! A fake Kubernetes API server for tests: real HTTPS with its own CA and client-certificate
 //! or bearer-token authentication, so the real kube client (and the ironlet binary through a
-//! kubeconfig) talks to it unchanged. It keeps nodes, pods, leases, events and
-//! certificatesigningrequests in memory with one resourceVersion counter, serves list and
-//! watch (bookmarks, field and label selectors, 410 Gone after `compact()`), status
-//! subresources, merge / strategic merge / JSON patches, CSR approval and signing, and
-//! TokenReview / SubjectAccessReview from rules the test sets. Failure injection: outages,
-//! injected error statuses, latency, dropped watches.
+//! kubeconfig) talks to it unchanged. It keeps nodes, pods, leases, events (core and
+//! events.k8s.io), certificatesigningrequests, namespaces, services, config maps and secrets
+//! in memory with one resourceVersion counter, serves list (limit/continue) and watch
+//! (bookmarks, field and label selectors, 410 Expired outside the history window or after
+//! `compact()`), status subresources, merge / strategic merge / JSON patches, CSR approval
+//! and signing, and TokenReview / SubjectAccessReview from rules the test sets. Failure
+//! injection: outages, injected error statuses, latency, dropped watches.
 //!
 //! Product code never depends on this module. The server runs on its own runtime in a
 //! background thread, so a `FakeApi` works from both `#[test]` and `#[tokio::test]`.
+//!
+//! ```ignore
+//! let api = FakeApi::start();
+//! api.write_kubeconfig(&dir.join("kubeconfig"), &Identity::node("n1")); // for the binary
+//! api.create(&pod("default", "web", "n1"));                              // test-side writes
+//! let pods: Api<Pod> = Api::all(api.client(&Identity::admin()).await);   // a real client
+//! let p = api.wait_for("running", Duration::from_secs(10), |a| {
+//!     let p = a.pod("default", "web")?;
+//!     (p.status.as_ref()?.phase.as_deref() == Some("Running")).then_some(p)
+//! }).await;
+//! assert_eq!(api.count("PATCH", "/pods/web/status"), 1);
+//! ```
+//!
+//! Kubelet identities (system:node:NAME) are held to the Node authorizer and NodeRestriction
+//! (nodeauth.rs); `set_node_authorization(false)` lifts that. Set `FAKEAPI_LOG=1` to print
+//! every request. Note that kube's client retries 429/503/504 by itself (up to 15 times,
+//! honouring Retry-After): inject 500 to see a failure at the first try.
 
 mod certs;
+mod nodeauth;
 mod patch;
 mod server;
 mod store;
@@ -32,8 +51,18 @@ pub use store::{ApiError, DeleteOpts, Resource};
 /// `add_token`.
 #[derive(Clone, Debug)]
 pub enum Identity {
+    /// A fresh certificate from the fixture CA for this user and groups.
     Cert { user: String, groups: Vec<String> },
+    /// A bearer token (see `add_token`).
     Token(String),
+    /// A given certificate and key (PEM), e.g. one signed through a CSR, or a foreign one.
+    Pem { cert: String, key: String },
+    /// Certificate and key files the kubeconfig points to (as a kubelet's rotated
+    /// kubelet-client-current.pem).
+    CertFiles {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
 }
 
 impl Identity {
@@ -62,6 +91,8 @@ pub struct UserInfo {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// For tokens: the audiences the token is valid for (empty: the API server's own).
+    pub audiences: Vec<String>,
 }
 
 /// One rule for SubjectAccessReview answers (or for the fixture's own authorization, see
@@ -219,11 +250,13 @@ pub(crate) struct Control {
     api_rules: Option<Vec<AccessRule>>,
     fail_rules: Vec<FailRule>,
     latency: Duration,
+    slow_rules: Vec<(Option<String>, String, Duration)>,
     bookmark_interval: Duration,
     outage_mode: OutageMode,
     csr_auto: Vec<CsrApproval>,
     csr_lifetime: Duration,
     csr_signing: bool,
+    node_authorization: bool,
 }
 
 pub(crate) struct Inner {
@@ -239,6 +272,8 @@ pub(crate) struct Inner {
     watch_gen: watch::Sender<u64>,
     /// Bumped to cut every open connection.
     conn_gen: watch::Sender<u64>,
+    /// Watch streams currently open.
+    watches_open: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -289,11 +324,13 @@ impl FakeApi {
                 api_rules: None,
                 fail_rules: Vec::new(),
                 latency: Duration::ZERO,
+                slow_rules: Vec::new(),
                 bookmark_interval: Duration::from_secs(1),
                 outage_mode: OutageMode::Refuse,
                 csr_auto: Vec::new(),
                 csr_lifetime: Duration::from_secs(24 * 3600),
                 csr_signing: true,
+                node_authorization: true,
             }),
             log: Mutex::new(Vec::new()),
             token_reviews: Mutex::new(Vec::new()),
@@ -301,6 +338,7 @@ impl FakeApi {
             outage: watch::Sender::new(false),
             watch_gen: watch::Sender::new(0),
             conn_gen: watch::Sender::new(0),
+            watches_open: std::sync::atomic::AtomicUsize::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
@@ -386,8 +424,24 @@ impl FakeApi {
                 username: user.to_string(),
                 uid: store::new_uid(),
                 groups: groups.iter().map(|g| g.to_string()).collect(),
+                audiences: Vec::new(),
             },
         );
+    }
+
+    /// A bearer token bound to audiences: a TokenReview naming other audiences gets
+    /// authenticated=false, as with a projected service-account token.
+    pub fn add_token_for_audiences(
+        &self,
+        token: &str,
+        user: &str,
+        groups: &[&str],
+        audiences: &[&str],
+    ) {
+        self.add_token(token, user, groups);
+        if let Some(u) = self.inner.ctl().tokens.get_mut(token) {
+            u.audiences = audiences.iter().map(|a| a.to_string()).collect();
+        }
     }
 
     pub fn remove_token(&self, token: &str) {
@@ -395,7 +449,7 @@ impl FakeApi {
     }
 
     /// The kubeconfig YAML for `id` (certificate-authority-data plus client certificate/key
-    /// data or a token).
+    /// data, files or a token).
     pub fn kubeconfig(&self, id: &Identity) -> String {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
@@ -410,6 +464,16 @@ impl FakeApi {
                 )
             }
             Identity::Token(t) => format!("    token: {t}\n"),
+            Identity::Pem { cert, key } => format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n",
+                b64(cert),
+                b64(key)
+            ),
+            Identity::CertFiles { cert, key } => format!(
+                "    client-certificate: {}\n    client-key: {}\n",
+                cert.display(),
+                key.display()
+            ),
         };
         format!(
             "apiVersion: v1\nkind: Config\nclusters:\n- name: fakeapi\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: fakeapi\n  context:\n    cluster: fakeapi\n    user: fakeapi-user\ncurrent-context: fakeapi\nusers:\n- name: fakeapi-user\n  user:\n{user}",
@@ -636,6 +700,13 @@ impl FakeApi {
         self.inner.ctl().api_rules = rules;
     }
 
+    /// The Node authorizer and NodeRestriction admission for kubelet identities
+    /// (system:node:NAME in system:nodes), on by default as in a real cluster: see
+    /// nodeauth.rs for what a node may do. Other identities are not affected.
+    pub fn set_node_authorization(&self, on: bool) {
+        self.inner.ctl().node_authorization = on;
+    }
+
     /// Every TokenReview received (the request objects).
     pub fn token_reviews(&self) -> Vec<Value> {
         lock(&self.inner.token_reviews).clone()
@@ -667,6 +738,13 @@ impl FakeApi {
     }
 
     // ---- failure injection ----
+
+    /// How many watch streams are open now.
+    pub fn watches_open(&self) -> usize {
+        self.inner
+            .watches_open
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 
     /// Ends every open watch stream (cleanly, as a server-side timeout does).
     pub fn drop_watches(&self) {
@@ -702,12 +780,24 @@ impl FakeApi {
     }
 
     pub fn clear_failures(&self) {
-        self.inner.ctl().fail_rules.clear();
+        let mut ctl = self.inner.ctl();
+        ctl.fail_rules.clear();
+        ctl.slow_rules.clear();
     }
 
     /// Delay before every answer (and before a watch starts).
     pub fn set_latency(&self, d: Duration) {
         self.inner.ctl().latency = d;
+    }
+
+    /// Extra delay for requests with this method (None: any) and a path containing
+    /// `path_contains`, e.g. slow lease renewals only. Cleared by `clear_failures`.
+    pub fn slow_matching(&self, method: Option<&str>, path_contains: &str, d: Duration) {
+        self.inner.ctl().slow_rules.push((
+            method.map(str::to_string),
+            path_contains.to_string(),
+            d,
+        ));
     }
 
     // ---- certificate signing requests ----

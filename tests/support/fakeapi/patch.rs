@@ -55,11 +55,7 @@ pub fn apply(res: Resource, old: &Value, content_type: &str, body: &[u8]) -> Api
         return Err(unsupported(content_type));
     }
     let patch: Value = if mt == APPLY {
-        let text = std::str::from_utf8(body)
-            .map_err(|_| ApiError::bad_request("the apply body is not UTF-8"))?;
-        serde_json::from_str(text)
-            .or_else(|_| serde_saphyr::from_str(text))
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
+        parse_apply(body)?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
@@ -102,6 +98,15 @@ pub fn apply(res: Resource, old: &Value, content_type: &str, body: &[u8]) -> Api
         }
     }
     Ok(doc)
+}
+
+/// An apply body: YAML or JSON.
+pub fn parse_apply(body: &[u8]) -> ApiResult<Value> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the apply body is not UTF-8"))?;
+    serde_json::from_str(text)
+        .or_else(|_| serde_saphyr::from_str(text))
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
 pub fn unsupported(content_type: &str) -> ApiError {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc};
@@ -30,11 +30,15 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
     let tls = tokio_rustls::TlsAcceptor::from(certs::server_config(&inner.pki));
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
+            // e.g. out of file descriptors: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let inner = inner.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            // Subscribed before the outage check, so an outage starting now still cuts it.
+            let mut kill = inner.conn_gen.subscribe();
             if *inner.outage.borrow() {
                 let mode = inner.ctl().outage_mode;
                 if mode == OutageMode::Blackhole {
@@ -45,7 +49,6 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
                 drop(tcp);
                 return;
             }
-            let mut kill = inner.conn_gen.subscribe();
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await
             else {
@@ -63,8 +66,9 @@ pub async fn serve(inner: Arc<Inner>, listener: TcpListener) {
                 let peer = peer.clone();
                 async move { Ok::<_, Infallible>(handle(inner, peer, req).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            // HTTP/1.1 only: what kube's client speaks (it offers no h2), and half the code.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 _ = conn => {}
                 _ = kill.changed() => {}
@@ -147,6 +151,8 @@ fn parse_route(path: &str) -> Option<Route> {
         _ => return None,
     };
     let (namespace, rest) = match rest {
+        // A namespace's own subresources.
+        ["namespaces", _, "status" | "finalize"] => (None, rest.to_vec()),
         ["namespaces", ns, plural, rest @ ..] => (Some(ns.to_string()), {
             let mut r = vec![*plural];
             r.extend_from_slice(rest);
@@ -185,7 +191,27 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let latency = inner.ctl().latency;
+    if *inner.outage.borrow() {
+        // A request that slipped onto a connection the outage is cutting: not answered while
+        // the outage lasts (the connection task normally drops it with the connection).
+        let mut out = inner.outage.subscribe();
+        let _ = out.wait_for(|o| !*o).await;
+    }
+    let latency = {
+        let ctl = inner.ctl();
+        let path = req.uri().path();
+        let extra: Duration = ctl
+            .slow_rules
+            .iter()
+            .filter(|(m, p, _)| {
+                m.as_deref()
+                    .is_none_or(|m| m.eq_ignore_ascii_case(req.method().as_str()))
+                    && path.contains(p.as_str())
+            })
+            .map(|(_, _, d)| *d)
+            .sum();
+        ctl.latency + extra
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -214,6 +240,7 @@ async fn handle(
             username: u.clone(),
             uid: String::new(),
             groups: g.clone(),
+            audiences: Vec::new(),
         }),
         (None, Some(t)) => inner.ctl().tokens.get(t).cloned(),
         (None, None) => None,
@@ -238,6 +265,17 @@ async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         at: started,
     };
+    if std::env::var_os("FAKEAPI_LOG").is_some() {
+        eprintln!(
+            "fakeapi: {} {}?{} [{}] as {:?} -> {}",
+            record.method,
+            record.path,
+            record.query,
+            record.content_type,
+            record.user,
+            record.status
+        );
+    }
     lock(&inner.log).push(record);
     resp
 }
@@ -363,6 +401,13 @@ async fn route(
     }
     // Reviews.
     if *method == Method::POST && r.name.is_none() {
+        if r.res.is_none()
+            && let Some(node) = node_restricted(inner, user)
+            && let Err(e) =
+                super::nodeauth::check(&inner.store(), &node, None, &attrs, q, content_type, body)
+        {
+            return error_response(&e);
+        }
         if r.group == "authentication.k8s.io" && r.plural == "tokenreviews" {
             return token_review(inner, body);
         }
@@ -400,6 +445,13 @@ async fn route(
             ));
         }
     };
+    if let Some(node) = node_restricted(inner, user) {
+        let st = inner.store();
+        if let Err(e) = super::nodeauth::check(&st, &node, Some(res), &attrs, q, content_type, body)
+        {
+            return error_response(&e);
+        }
+    }
     let result: ApiResult<(u16, Value)> = match (method.clone(), r.name.as_deref()) {
         (Method::GET, None) => {
             let filter = match filter_from(res, r.namespace.clone(), q) {
@@ -453,10 +505,28 @@ async fn route(
                 ))
             } else {
                 let out = inner.store().patch(res, &ns, name, content_type, body, sub);
+                let out = match out {
+                    // Server-side apply creates what is missing.
+                    Err(e)
+                        if e.code == 404
+                            && sub == Sub::Main
+                            && patch::media_type(content_type) == patch::APPLY =>
+                    {
+                        patch::parse_apply(body)
+                            .and_then(|v| {
+                                let groups = user.groups.clone();
+                                inner
+                                    .store()
+                                    .create(res, &ns, v, Some((&user.username, &groups)))
+                            })
+                            .map(|v| (201, v))
+                    }
+                    other => other.map(|v| (200, v)),
+                };
                 if out.is_ok() && res == Resource::Csrs {
                     csr_after_write(inner, name);
                 }
-                out.map(|v| (200, v))
+                out
             }
         }
         (Method::DELETE, Some(name)) => {
@@ -492,6 +562,14 @@ async fn route(
     }
 }
 
+/// The node name when the caller is a kubelet and node authorization is on.
+fn node_restricted(inner: &Inner, user: &UserInfo) -> Option<String> {
+    if !inner.ctl().node_authorization {
+        return None;
+    }
+    super::nodeauth::node_of(&user.username, &user.groups)
+}
+
 fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     let mt = patch::media_type(content_type);
     if mt != "application/json" && !mt.is_empty() {
@@ -523,20 +601,59 @@ fn filter_from(
     })
 }
 
+/// A continue token: the list's resourceVersion and the last key served.
+fn continue_token(rv: u64, ns: &str, name: &str) -> String {
+    use base64::Engine;
+    let raw = serde_json::to_vec(&json!({"rv": rv, "ns": ns, "name": name})).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn parse_continue(token: &str) -> ApiResult<(u64, String, String)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request(format!("continue key is not valid: {token}"));
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok((rv, s("ns").ok_or_else(bad)?, s("name").ok_or_else(bad)?))
+}
+
+fn key_of(v: &Value) -> (String, String) {
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    (s("/metadata/namespace"), s("/metadata/name"))
+}
+
+/// LIST with the real API's resourceVersion rules and limit/continue paging. Later pages
+/// come from the current state (the fixture keeps no snapshots) but keep the first page's
+/// resourceVersion; a continue token older than the history window is 410 Expired.
 fn list(
     inner: &Inner,
     res: Resource,
     filter: &Filter,
     q: &HashMap<String, String>,
 ) -> ApiResult<Value> {
-    if q.get("continue").is_some_and(|c| !c.is_empty()) {
-        return Err(ApiError::gone(
-            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-        ));
-    }
     let st = inner.store();
+    let mut list_rv = st.rv();
+    let mut after: Option<(String, String)> = None;
+    if let Some(token) = q.get("continue").filter(|c| !c.is_empty()) {
+        let (rv, ns, name) = parse_continue(token)?;
+        if st.check_watchable(rv).is_err() {
+            return Err(ApiError::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+            ));
+        }
+        list_rv = rv;
+        after = Some((ns, name));
+    }
     let rv = q.get("resourceVersion").map(String::as_str).unwrap_or("");
-    if !rv.is_empty() {
+    if !rv.is_empty() && after.is_none() {
         let n: u64 = rv
             .parse()
             .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
@@ -557,11 +674,28 @@ fn list(
         }
     }
     let info = res.info();
-    let items = st.list(res, filter);
+    let mut items = st.list(res, filter);
+    if let Some(last) = &after {
+        items.retain(|v| key_of(v) > *last);
+    }
+    let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    if let Some(limit) = limit
+        && items.len() > limit
+    {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        let (ns, name) = items.last().map(key_of).unwrap_or_default();
+        meta["continue"] = json!(continue_token(list_rv, &ns, &name));
+        meta["remainingItemCount"] = json!(remaining);
+    }
     Ok(json!({
         "apiVersion": info.api_version,
         "kind": format!("{}List", info.kind),
-        "metadata": {"resourceVersion": st.rv().to_string()},
+        "metadata": meta,
         "items": items,
     }))
 }
@@ -572,21 +706,29 @@ fn event_line(ty: &str, obj: &Value) -> Bytes {
     Bytes::from(v)
 }
 
-/// What a watcher with `filter` sees of a change: the event type (moving into or out of the
-/// selector turns MODIFIED into ADDED or DELETED, as in the real API), or nothing.
-fn visible(change: &Change, res: Resource, filter: &Filter) -> Option<&'static str> {
+/// The watch event a watcher with `filter` gets for a change, if any. Moving into or out of
+/// the selector turns MODIFIED into ADDED or DELETED; a DELETED for an object that left the
+/// selector carries its previous content at the change's resourceVersion (as the real
+/// API server's watch cache sends it).
+fn visible(change: &Change, res: Resource, filter: &Filter) -> Option<Bytes> {
     if change.res != res {
         return None;
     }
     let now = filter.matches(&change.new);
     let before = change.old.as_ref().is_some_and(|o| filter.matches(o));
+    let left = || {
+        let mut old = change.old.clone().unwrap_or_default();
+        old["metadata"]["resourceVersion"] = json!(change.rv.to_string());
+        event_line("DELETED", &old)
+    };
     match change.ty {
-        ChangeType::Added => now.then_some("ADDED"),
-        ChangeType::Deleted => (now || before).then_some("DELETED"),
+        ChangeType::Added => now.then(|| event_line("ADDED", &change.new)),
+        ChangeType::Deleted if now => Some(event_line("DELETED", &change.new)),
+        ChangeType::Deleted => before.then(left),
         ChangeType::Modified => match (before, now) {
-            (true, true) => Some("MODIFIED"),
-            (false, true) => Some("ADDED"),
-            (true, false) => Some("DELETED"),
+            (true, true) => Some(event_line("MODIFIED", &change.new)),
+            (false, true) => Some(event_line("ADDED", &change.new)),
+            (true, false) => Some(left()),
             (false, false) => None,
         },
     }
@@ -653,14 +795,18 @@ fn start_watch(
                 return stream_response(rx);
             }
             for c in st.changes_since(n) {
-                if let Some(ty) = visible(&c, res, &filter) {
-                    initial.push(event_line(ty, &c.new));
+                if let Some(line) = visible(&c, res, &filter) {
+                    initial.push(line);
                 }
             }
         }
         (start_rv, changes)
     };
     let interval = inner.ctl().bookmark_interval;
+    let stops = Stops {
+        dropped: inner.watch_gen.subscribe(),
+        kill: inner.conn_gen.subscribe(),
+    };
     let inner = inner.clone();
     tokio::spawn(async move {
         for line in initial {
@@ -669,11 +815,17 @@ fn start_watch(
             }
         }
         run_watch(
-            inner, res, filter, tx, changes, start_rv, bookmarks, interval, timeout,
+            inner, res, filter, tx, changes, start_rv, bookmarks, interval, timeout, stops,
         )
         .await;
     });
     stream_response(rx)
+}
+
+/// What ends a watch besides its timeout: `drop_watches()` and connection cuts.
+struct Stops {
+    dropped: tokio::sync::watch::Receiver<u64>,
+    kill: tokio::sync::watch::Receiver<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -687,23 +839,41 @@ async fn run_watch(
     bookmarks: bool,
     interval: Duration,
     timeout: Option<Duration>,
+    stops: Stops,
 ) {
+    struct Open<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    inner
+        .watches_open
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _open = Open(&inner.watches_open);
     let mut seen = start_rv;
-    let mut dropped = inner.watch_gen.subscribe();
-    let mut kill = inner.conn_gen.subscribe();
+    let Stops {
+        mut dropped,
+        mut kill,
+    } = stops;
     let deadline = tokio::time::sleep(timeout.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(deadline);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
+            // Drops first: after drop_watches() returns, an old stream delivers nothing more.
+            biased;
+            _ = dropped.changed() => return,
+            _ = kill.changed() => return,
+            _ = tx.closed() => return,
             c = changes.recv() => match c {
                 Ok(c) => {
                     if c.rv <= start_rv {
                         continue;
                     }
                     seen = c.rv;
-                    if let Some(ty) = visible(&c, res, &filter)
-                        && tx.send(event_line(ty, &c.new)).await.is_err()
+                    if let Some(line) = visible(&c, res, &filter)
+                        && tx.send(line).await.is_err()
                     {
                         return;
                     }
@@ -717,9 +887,6 @@ async fn run_watch(
                 }
             }
             _ = &mut deadline => return,
-            _ = dropped.changed() => return,
-            _ = kill.changed() => return,
-            _ = tx.closed() => return,
         }
     }
 }
@@ -731,7 +898,6 @@ fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
-        .header("transfer-encoding", "chunked")
         .body(StreamBody::new(stream).boxed())
         .unwrap_or_else(|_| Response::new(full("")))
 }
@@ -748,16 +914,36 @@ fn token_review(inner: &Inner, body: &[u8]) -> Response<Body> {
         .pointer("/spec/token")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let audiences = review
+    let wanted: Vec<String> = review
         .pointer("/spec/audiences")
-        .cloned()
-        .unwrap_or(json!([]));
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let status = match inner.ctl().tokens.get(token) {
-        Some(u) => json!({
-            "authenticated": true,
-            "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
-            "audiences": audiences,
-        }),
+        Some(u) => {
+            // The audiences both sides accept; a token without its own takes the requested ones.
+            let granted: Vec<&String> = if u.audiences.is_empty() {
+                wanted.iter().collect()
+            } else if wanted.is_empty() {
+                u.audiences.iter().collect()
+            } else {
+                wanted.iter().filter(|a| u.audiences.contains(a)).collect()
+            };
+            if !wanted.is_empty() && granted.is_empty() {
+                json!({"authenticated": false, "user": {}, "error": "token audiences are invalid for the target audiences"})
+            } else {
+                json!({
+                    "authenticated": true,
+                    "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
+                    "audiences": granted,
+                })
+            }
+        }
         None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
     };
     let mut out = review;

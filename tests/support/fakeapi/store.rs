@@ -19,6 +19,10 @@ pub enum Resource {
     Events,
     EventsV1,
     Csrs,
+    Namespaces,
+    Services,
+    ConfigMaps,
+    Secrets,
 }
 
 pub struct ResInfo {
@@ -34,13 +38,17 @@ pub struct ResInfo {
 }
 
 impl Resource {
-    pub const ALL: [Resource; 6] = [
+    pub const ALL: [Resource; 10] = [
         Resource::Nodes,
         Resource::Pods,
         Resource::Leases,
         Resource::Events,
         Resource::EventsV1,
         Resource::Csrs,
+        Resource::Namespaces,
+        Resource::Services,
+        Resource::ConfigMaps,
+        Resource::Secrets,
     ];
 
     pub fn info(self) -> ResInfo {
@@ -126,6 +134,42 @@ impl Resource {
                 has_status: true,
                 fields: &["spec.signerName"],
             },
+            Resource::Namespaces => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "Namespace",
+                plural: "namespaces",
+                namespaced: false,
+                has_status: true,
+                fields: &["status.phase"],
+            },
+            Resource::Services => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "Service",
+                plural: "services",
+                namespaced: true,
+                has_status: true,
+                fields: &["spec.clusterIP", "spec.type"],
+            },
+            Resource::ConfigMaps => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "ConfigMap",
+                plural: "configmaps",
+                namespaced: true,
+                has_status: false,
+                fields: &[],
+            },
+            Resource::Secrets => ResInfo {
+                group: "",
+                api_version: "v1",
+                kind: "Secret",
+                plural: "secrets",
+                namespaced: true,
+                has_status: false,
+                fields: &["type"],
+            },
         }
     }
 
@@ -133,7 +177,12 @@ impl Resource {
     pub fn from_path(group: &str, version: &str, plural: &str) -> Option<Resource> {
         Resource::ALL.into_iter().find(|r| {
             let i = r.info();
-            i.group == group && i.plural == plural && i.api_version.ends_with(version)
+            let api_version = if group.is_empty() {
+                version.to_string()
+            } else {
+                format!("{group}/{version}")
+            };
+            i.group == group && i.plural == plural && i.api_version == api_version
         })
     }
 }
@@ -458,12 +507,14 @@ fn rfc3339_in(secs: i64) -> String {
 pub fn new_uid() -> String {
     let b: [u8; 16] = rand::random();
     let h = hex::encode(b);
+    let variant = ["8", "9", "a", "b"][usize::from(b[8] & 3)];
     format!(
-        "{}-{}-4{}-{}-{}",
+        "{}-{}-4{}-{}{}-{}",
         &h[0..8],
         &h[8..12],
         &h[13..16],
-        &h[16..20],
+        variant,
+        &h[17..20],
         &h[20..32]
     )
 }
@@ -600,9 +651,10 @@ impl Store {
                 "the body of the request was not a JSON object",
             ));
         }
-        if obj.get("metadata").is_none_or(|m| !m.is_object()) {
+        if obj.get("metadata").is_none_or(Value::is_null) {
             obj["metadata"] = json!({});
         }
+        check_shape(res, "", &obj)?;
         if let Some(k) = obj.get("kind").and_then(Value::as_str)
             && k != info.kind
         {
@@ -691,8 +743,25 @@ impl Store {
                         "spec.containers: Required value",
                     ));
                 }
+                validate_containers(res, &name, &obj)?;
                 pod_defaults(&mut obj);
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
+            }
+            Resource::Events => {
+                // As ValidateEventCreate: the event lives in its object's namespace.
+                let involved = obj
+                    .pointer("/involvedObject/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                if !involved.is_empty() && involved != ns {
+                    return Err(ApiError::invalid(
+                        res,
+                        &name,
+                        format!(
+                            "involvedObject.namespace: Invalid value: \"{involved}\": does not match event.namespace"
+                        ),
+                    ));
+                }
             }
             Resource::Csrs => {
                 if obj
@@ -724,8 +793,10 @@ impl Store {
                 }
                 obj["status"] = json!({});
             }
+            Resource::Secrets => secret_string_data(&mut obj),
             _ => {}
         }
+        check_types(res, &obj)?;
         Ok(self.commit(res, ChangeType::Added, None, obj))
     }
 
@@ -823,6 +894,7 @@ impl Store {
     fn write(&mut self, res: Resource, old: Value, proposed: Value, sub: Sub) -> ApiResult<Value> {
         let info = res.info();
         let name = name_of(&old).to_string();
+        check_shape(res, &name, &proposed)?;
         let mut new = match sub {
             Sub::Main => {
                 let mut n = proposed;
@@ -876,6 +948,9 @@ impl Store {
                 }
             }
         }
+        if res == Resource::Secrets {
+            secret_string_data(&mut new);
+        }
         if res == Resource::Pods && sub == Sub::Main {
             pod_defaults(&mut new);
             let immutable_spec_changed = {
@@ -913,6 +988,7 @@ impl Store {
             new["metadata"]["generation"] = json!(g + 1);
         }
         new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        check_types(res, &new)?;
         if new == old {
             // A no-op write does not move the resourceVersion, as in the real API server.
             return Ok(old);
@@ -1020,6 +1096,126 @@ impl Store {
         }
         let new = old.clone();
         Ok(self.commit(res, ChangeType::Deleted, Some(old), new))
+    }
+}
+
+/// Containers and init containers need a unique DNS-label name and an image.
+fn validate_containers(res: Resource, name: &str, pod: &Value) -> ApiResult<()> {
+    let mut seen = Vec::new();
+    for list in ["containers", "initContainers"] {
+        for (i, c) in pod
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let field = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
+            let cname = field("name");
+            let label = !cname.is_empty()
+                && cname.len() <= 63
+                && cname
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-')
+                && !cname.starts_with('-')
+                && !cname.ends_with('-');
+            if !label {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!(
+                        "spec.{list}[{i}].name: Invalid value: \"{cname}\": a lowercase RFC 1123 label is required"
+                    ),
+                ));
+            }
+            if seen.contains(&cname) {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!("spec.{list}[{i}].name: Duplicate value: \"{cname}\""),
+                ));
+            }
+            seen.push(cname);
+            if field("image").trim().is_empty() {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!("spec.{list}[{i}].image: Required value"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The top-level shape every kind here shares: metadata, spec and status are objects when
+/// present. Anything else is refused before it can reach the store.
+fn check_shape(res: Resource, name: &str, obj: &Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the object is not a JSON object"));
+    }
+    for field in ["metadata", "spec", "status"] {
+        match obj.get(field) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    res,
+                    name,
+                    format!("{field}: Invalid value: must be an object"),
+                ));
+            }
+        }
+    }
+    if obj.get("metadata").is_some_and(Value::is_null) {
+        return Err(ApiError::invalid(res, name, "metadata: Required value"));
+    }
+    Ok(())
+}
+
+/// Decodes the object as its Kubernetes type, as the real API server does before anything
+/// is stored: a wrong type for a known field is a 400 with the decoder's message.
+fn check_types(res: Resource, obj: &Value) -> ApiResult<()> {
+    use k8s_openapi::api::{certificates, coordination, core, events};
+    fn decode<K: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<(), String> {
+        serde_json::from_slice::<K>(bytes)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+    let bytes = serde_json::to_vec(obj).unwrap_or_default();
+    let r = match res {
+        Resource::Nodes => decode::<core::v1::Node>(&bytes),
+        Resource::Pods => decode::<core::v1::Pod>(&bytes),
+        Resource::Leases => decode::<coordination::v1::Lease>(&bytes),
+        Resource::Events => decode::<core::v1::Event>(&bytes),
+        Resource::EventsV1 => decode::<events::v1::Event>(&bytes),
+        Resource::Csrs => decode::<certificates::v1::CertificateSigningRequest>(&bytes),
+        Resource::Namespaces => decode::<core::v1::Namespace>(&bytes),
+        Resource::Services => decode::<core::v1::Service>(&bytes),
+        Resource::ConfigMaps => decode::<core::v1::ConfigMap>(&bytes),
+        Resource::Secrets => decode::<core::v1::Secret>(&bytes),
+    };
+    r.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the object could not be decoded as a {}: {e}",
+            res.info().kind
+        ))
+    })
+}
+
+/// A secret's write-only stringData becomes base64 data, as the API server does.
+fn secret_string_data(secret: &mut Value) {
+    use base64::Engine;
+    let Some(m) = secret.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(sd)) = m.remove("stringData") else {
+        return;
+    };
+    let data = m.entry("data").or_insert_with(|| json!({}));
+    for (k, v) in sd {
+        if let Some(text) = v.as_str() {
+            data[k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+        }
     }
 }
 
