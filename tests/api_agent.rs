@@ -418,3 +418,120 @@ async fn the_agent_serves_the_secure_api_on_a_real_runtime() {
     assert!(log.contains("user=admin") || log.contains("user=\"admin\""));
     node.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_tokens_and_decisions_come_from_the_api_server() {
+    use support::fakeapi::{AccessRule, FakeApi, Identity};
+    let api = FakeApi::start();
+    api.add_token("sre-token", "sre", &["sre-team"]);
+    api.add_token(
+        "pod-sa-token",
+        "system:serviceaccount:default:web",
+        &["system:serviceaccounts"],
+    );
+    api.set_access_rules(vec![
+        AccessRule::allow("SREs debug nodes")
+            .group("sre-team")
+            .resource("nodes"),
+    ]);
+    let serving = Ca::new("serving-ca");
+    let (cert_pem, key_pem) = serving.leaf_pem("node", None, &["127.0.0.1"], false);
+    let pki_dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| pki_dir.path().join(n).display().to_string();
+    std::fs::write(p("server.crt"), cert_pem).unwrap();
+    std::fs::write(p("server.key"), key_pem).unwrap();
+    let port = free_port();
+    let mut node = Node::with_config(&format!(
+        "healthzPort: 0\nruntimeRequestTimeout: 30s\naddress: 127.0.0.1\nport: {port}\n\
+         tlsCertFile: {}\ntlsPrivateKeyFile: {}\n",
+        p("server.crt"),
+        p("server.key")
+    ));
+    let kubeconfig = node.dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, &Identity::node(support::NODE));
+    node.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
+    node.write_manifest(
+        "talker.yaml",
+        &support::pod_manifest("talker", "while true; do sleep 1; done", ""),
+    );
+    node.start_agent();
+    node.wait_running("talker", &["main"], Duration::from_secs(90))
+        .await;
+    let call = |token: &'static str, method: &'static str, path: String| async move {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        exchange(port, client(None), raw.as_bytes())
+            .await
+            .ok()
+            .and_then(|o| parse_answer(&o))
+    };
+    wait_for(
+        "the API answers /runningpods with the pod",
+        Duration::from_secs(30),
+        || async {
+            let a = call("sre-token", "GET", "/runningpods/".into()).await?;
+            (a.status == 200 && String::from_utf8_lossy(&a.body).contains(POD)).then_some(())
+        },
+    )
+    .await;
+    // The SRE may run commands; the pod's service account may not; garbage is 401.
+    let a = call(
+        "sre-token",
+        "POST",
+        format!("/run/default/{POD}/main?cmd=echo%20via-token"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (a.status, String::from_utf8_lossy(&a.body).trim()),
+        (200, "via-token")
+    );
+    let a = call(
+        "pod-sa-token",
+        "POST",
+        format!("/run/default/{POD}/main?cmd=id"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((a.status, a.body.as_slice()), (403, &b"Forbidden\n"[..]));
+    assert_eq!(
+        call("no-such-token", "GET", "/pods".into())
+            .await
+            .unwrap()
+            .status,
+        401
+    );
+    // What the API server was asked: TokenReviews for the tokens, SubjectAccessReviews on
+    // nodes/testnode/proxy with upstream's verb.
+    let sars = api.access_reviews();
+    let asked = |user: &str, verb: &str, sub: &str| {
+        sars.iter().any(|s| {
+            let ra = &s["spec"]["resourceAttributes"];
+            s["spec"]["user"] == user
+                && ra["verb"] == verb
+                && ra["subresource"] == sub
+                && ra["resource"] == "nodes"
+                && ra["name"] == support::NODE
+        })
+    };
+    assert!(asked("sre", "create", "proxy"), "{sars:#?}");
+    assert!(
+        asked("system:serviceaccount:default:web", "create", "proxy"),
+        "{sars:#?}"
+    );
+    assert!(asked("sre", "get", "pods"), "{sars:#?}");
+    let tokens: Vec<String> = api
+        .token_reviews()
+        .iter()
+        .map(|t| t["spec"]["token"].as_str().unwrap_or("").to_string())
+        .collect();
+    for t in ["sre-token", "pod-sa-token", "no-such-token"] {
+        assert_eq!(
+            tokens.iter().filter(|x| *x == t).count(),
+            1,
+            "{t} reviewed once (cached): {tokens:?}"
+        );
+    }
+    node.cleanup().await;
+}
