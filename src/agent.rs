@@ -37,6 +37,32 @@ fn host_dns(path: Option<&Path>) -> HostDns {
     }
 }
 
+/// Starts the secure kubelet API (10250) with handles to the agent's state. `None` when it
+/// fails closed (the reason is logged).
+async fn start_secure_api(
+    config: &Config,
+    cri: &Cri,
+    snapshots: &tokio::sync::watch::Receiver<Arc<crate::pleg::Snapshot>>,
+    health: &Arc<PlegHealth>,
+    probes: &crate::probe::ProbeManager,
+    started: Instant,
+    kube: Option<kube::Client>,
+) -> anyhow::Result<Option<crate::server::Secure>> {
+    let pods_file = view::status_dir(&config.root_dir).join("pods.json");
+    let handles = crate::server::api::Handles {
+        pods: Box::new(move || std::fs::read(&pods_file).map_err(|e| e.to_string())),
+        snapshots: snapshots.clone(),
+        health: Arc::clone(health),
+        started,
+        cri: cri.clone(),
+        probes: Some(probes.clone()),
+        configz: crate::server::configz(config),
+    };
+    // In cluster mode the API server authenticates tokens and authorizes (TokenReview,
+    // SubjectAccessReview); standalone, the policy file authorizes.
+    crate::server::start(config, handles, kube).await
+}
+
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -175,6 +201,9 @@ pub async fn run(
     };
     let (probes, probe_updates) =
         crate::probe::ProbeManager::new(Arc::new(crate::pod::probes::CriExec(cri.clone())));
+    let kube = api.as_ref().map(|a| a.client.clone());
+    let secure =
+        start_secure_api(&config, &cri, &snapshots, &health, &probes, started, kube).await?;
     let ctx = Arc::new(WorkerContext {
         probes,
         cri,
@@ -254,6 +283,9 @@ pub async fn run(
     rotation_task.abort();
     if let Some(t) = healthz_task {
         t.abort();
+    }
+    if let Some(s) = secure {
+        s.task.abort();
     }
     // Let the view write its last state.
     let _ = tokio::time::timeout(Duration::from_secs(2), view_task).await;

@@ -75,6 +75,24 @@ impl Histogram {
     }
 }
 
+/// Pod start latency (first sight to every app container running), for
+/// `kubelet_pod_start_duration_seconds`.
+static POD_START: std::sync::Mutex<Option<Histogram>> = std::sync::Mutex::new(None);
+
+pub fn record_pod_start(took: std::time::Duration) {
+    let mut h = POD_START.lock().unwrap_or_else(|p| p.into_inner());
+    h.get_or_insert_with(Histogram::default)
+        .observe(took.as_secs_f64());
+}
+
+pub fn pod_start_durations() -> Histogram {
+    POD_START
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,11 @@ impl PlegHealth {
         }
     }
 
+    /// The relist latency histogram (for `kubelet_pleg_relist_duration_seconds`).
+    pub fn relist_durations(&self) -> crate::metrics::Histogram {
+        self.lock().durations.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }

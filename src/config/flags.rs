@@ -36,6 +36,12 @@ pub struct RunFlags {
     #[arg(long, value_name = "IP")]
     pub node_ip: Option<IpAddr>,
 
+    /// Standalone authorization policy for the kubelet API (format in policy/README.md).
+    /// Used when there is no API server for SubjectAccessReviews; without either, port
+    /// 10250 stays closed. ironlet's own flag (upstream has no standalone authorizer).
+    #[arg(long, value_name = "PATH")]
+    pub authorization_policy_file: Option<PathBuf>,
+
     /// Log verbosity, as upstream's klog level
     #[arg(short = 'v', long = "v", value_name = "LEVEL", default_value_t = 0)]
     pub v: u8,

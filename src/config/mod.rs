@@ -90,6 +90,17 @@ pub struct Config {
     pub pod_pids_limit: i64,
     pub cpu_cfs_quota: bool,
     pub verbosity: u8,
+    /// How long an exec/attach/portForward stream or a followed log may sit idle (default
+    /// 4h; 0 is refused, CIS 4.2.5).
+    pub streaming_connection_idle_timeout: Duration,
+    /// exec, attach, portForward, run, containerLogs and runningpods on the kubelet API
+    /// (upstream default true); when false they answer 405.
+    pub enable_debugging_handlers: bool,
+    /// `/logs/` node log files on the kubelet API. Off by default here (upstream: on).
+    pub enable_system_log_handler: bool,
+    /// The standalone authorization policy (`--authorization-policy-file`), used when there
+    /// is no API server to send SubjectAccessReviews to.
+    pub authorization_policy_file: Option<PathBuf>,
     /// Cluster mode (API server) settings and node reservations.
     pub cluster: cluster::Cluster,
 }
@@ -298,6 +309,18 @@ impl Config {
             },
             cpu_cfs_quota: raw.cpu_cfs_quota.unwrap_or(true),
             verbosity: flags.v,
+            streaming_connection_idle_timeout: streaming_idle_timeout(src, raw)?,
+            enable_debugging_handlers: raw.enable_debugging_handlers.unwrap_or(true),
+            enable_system_log_handler: raw.enable_system_log_handler.unwrap_or(false),
+            authorization_policy_file: match &flags.authorization_policy_file {
+                Some(p) if !p.is_absolute() => {
+                    return Err(Source::FLAGS.invalid(
+                        "--authorization-policy-file",
+                        format!("{p:?} must be an absolute path"),
+                    ));
+                }
+                other => other.clone(),
+            },
             cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
         })
     }
@@ -403,6 +426,29 @@ fn serving_tls(src: Source, raw: &KubeletConfiguration) -> Result<ServingTls, Co
         )),
         _ => Ok(tls),
     }
+}
+
+/// Upstream default 4h. Unlike other durations, an explicit zero is refused: it means "no
+/// idle timeout" upstream, which CIS 4.2.5 fails.
+fn streaming_idle_timeout(
+    src: Source,
+    raw: &KubeletConfiguration,
+) -> Result<Duration, ConfigError> {
+    const FIELD: &str = "streamingConnectionIdleTimeout";
+    if let Some(s) = raw.streaming_connection_idle_timeout.as_deref()
+        && parse_duration(s).is_ok_and(|d| d.is_zero())
+    {
+        let problem = format!(
+            "{s:?}: a zero idle timeout keeps idle exec, attach and port-forward streams open forever; set a duration such as 4h or remove the field"
+        );
+        return Err(src.insecure(FIELD, problem, "4.2.5"));
+    }
+    duration(
+        src,
+        FIELD,
+        &raw.streaming_connection_idle_timeout,
+        secs(4 * 3600),
+    )
 }
 
 fn non_empty(s: &Option<String>) -> Option<&str> {
@@ -593,6 +639,10 @@ mod tests {
             pod_pids_limit: -1,
             cpu_cfs_quota: true,
             verbosity: 0,
+            streaming_connection_idle_timeout: secs(4 * 3600),
+            enable_debugging_handlers: true,
+            enable_system_log_handler: false,
+            authorization_policy_file: None,
             cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
         };
         assert_eq!(loaded.config, want);
@@ -776,6 +826,11 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
                 "4.2.2",
             ),
             ("readOnlyPort: 10255\n", "readOnlyPort", "4.2.4"),
+            (
+                "streamingConnectionIdleTimeout: 0s\n",
+                "streamingConnectionIdleTimeout",
+                "4.2.5",
+            ),
         ] {
             let (path, err) = load_err(body);
             assert!(

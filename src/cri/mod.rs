@@ -72,6 +72,31 @@ impl CriError {
     }
 }
 
+/// Counts of runtime calls by operation, for `kubelet_runtime_operations_total` and
+/// `kubelet_runtime_operations_errors_total`. Operation names are the fixed CRI method
+/// names, so the series are bounded.
+pub mod operations {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    static COUNTS: Mutex<BTreeMap<&'static str, (u64, u64)>> = Mutex::new(BTreeMap::new());
+
+    pub(super) fn record(op: &'static str, failed: bool) {
+        let mut m = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.entry(op).or_default();
+        e.0 += 1;
+        if failed {
+            e.1 += 1;
+        }
+    }
+
+    /// (operation, total, errors), sorted by operation.
+    pub fn snapshot() -> Vec<(&'static str, u64, u64)> {
+        let m = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter().map(|(k, (t, e))| (*k, *t, *e)).collect()
+    }
+}
+
 /// A handle to the runtime. Cheap to clone; all clones share one connection.
 #[derive(Clone, Debug)]
 pub struct Cri {
@@ -115,7 +140,9 @@ impl Cri {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let after = self.timeout + extra;
-        match tokio::time::timeout(after, fut).await {
+        let result = tokio::time::timeout(after, fut).await;
+        operations::record(op, !matches!(result, Ok(Ok(_))));
+        match result {
             Err(_) => Err(CriError::Timeout { op, after }),
             Ok(Err(s)) => Err(match CriError::from_status(op, s) {
                 CriError::Timeout { op, .. } => CriError::Timeout { op, after },
@@ -317,6 +344,34 @@ impl Cri {
         };
         self.call("ExecSync", timeout, self.runtime.clone().exec_sync(req))
             .await
+    }
+
+    /// Asks the runtime for a streaming URL for an exec session (the kubelet API proxies it).
+    pub async fn exec(&self, req: api::ExecRequest) -> Result<String, CriError> {
+        let r = self
+            .call("Exec", Duration::ZERO, self.runtime.clone().exec(req))
+            .await?;
+        Ok(r.url)
+    }
+
+    /// Asks the runtime for a streaming URL for attaching to a container.
+    pub async fn attach(&self, req: api::AttachRequest) -> Result<String, CriError> {
+        let r = self
+            .call("Attach", Duration::ZERO, self.runtime.clone().attach(req))
+            .await?;
+        Ok(r.url)
+    }
+
+    /// Asks the runtime for a streaming URL for port forwarding into a sandbox.
+    pub async fn port_forward(&self, req: api::PortForwardRequest) -> Result<String, CriError> {
+        let r = self
+            .call(
+                "PortForward",
+                Duration::ZERO,
+                self.runtime.clone().port_forward(req),
+            )
+            .await?;
+        Ok(r.url)
     }
 
     /// Asks the runtime to reopen a container's log file (after rotation).

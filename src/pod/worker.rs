@@ -96,6 +96,8 @@ pub fn spawn(
         probes: super::probes::PodProbes::default(),
         probe_kills: Vec::new(),
         exec_waiting: BTreeMap::new(),
+        seen_at: Instant::now(),
+        start_recorded: false,
     };
     tokio::spawn(async move {
         let ended = worker.run(rx, after).await;
@@ -144,9 +146,34 @@ struct Worker {
     probe_kills: Vec<super::probes::ProbeKill>,
     /// Why the last attempt to start a container failed (until it starts).
     exec_waiting: BTreeMap<String, Waiting>,
+    /// When this worker first saw the pod, and whether its start has been measured
+    /// (`kubelet_pod_start_duration_seconds`).
+    seen_at: Instant,
+    start_recorded: bool,
 }
 
 impl Worker {
+    /// Records the time from first sight to every app container running, once. A pod whose
+    /// containers already run at the first look was adopted, not started: not measured.
+    fn measure_start(&mut self, observed: Option<&ObservedPod>) {
+        if self.start_recorded {
+            return;
+        }
+        let (Some(d), Some(o)) = (&self.desired, observed) else {
+            return;
+        };
+        let all_running = d.spec().containers.iter().all(|c| {
+            o.latest_container(&c.name)
+                .is_some_and(|x| x.state == crate::pod::observed::ContainerState::Running)
+        });
+        if all_running {
+            if self.last_action.is_some() {
+                crate::metrics::record_pod_start(self.seen_at.elapsed());
+            }
+            self.start_recorded = true;
+        }
+    }
+
     fn name(&self) -> String {
         match &self.desired {
             Some(d) => d.full_name.to_string(),
@@ -190,6 +217,7 @@ impl Worker {
                 }
             };
             let observed = snapshot.pods.get(&self.uid).cloned();
+            self.measure_start(observed.as_deref());
             let now = now_nanos();
             // Adopted pods keep the age of their oldest sandbox.
             if let Some(first) = observed.as_ref().and_then(|o| o.sandboxes.last())

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use futures::future::BoxFuture;
 use serde::Deserialize;
 
 /// What a request asks to do, in SubjectAccessReview terms. Resource is always `nodes`, the
@@ -236,6 +237,49 @@ impl StandalonePolicy {
             }
         }
         Decision::Deny
+    }
+}
+
+/// One SubjectAccessReview-shaped question: may `user` do `verb` on `nodes/<node>/<subresource>`?
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Review {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub verb: &'static str,
+    pub subresource: &'static str,
+}
+
+/// The answer to one [`Review`], with what decided it (a rule name, or "webhook").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow(String),
+    Deny,
+}
+
+/// Decides one review. The router tries a request's subresources in order (fine-grained
+/// first, then `proxy`), so an authorizer answers one subresource at a time, as a
+/// SubjectAccessReview does. `Err` is a failure to decide (answered 500, never allowed).
+pub trait Authorizer: Send + Sync {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, String>>;
+}
+
+impl StandalonePolicy {
+    /// The first rule that allows `review`, if any.
+    pub fn check(&self, review: &Review) -> Verdict {
+        for r in &self.rules {
+            let who = r.users.contains(&review.user)
+                || review.groups.iter().any(|g| r.groups.contains(g));
+            if who && r.verbs.contains(review.verb) && r.subresources.contains(review.subresource) {
+                return Verdict::Allow(r.name.clone());
+            }
+        }
+        Verdict::Deny
+    }
+}
+
+impl Authorizer for StandalonePolicy {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, String>> {
+        Box::pin(std::future::ready(Ok(self.check(review))))
     }
 }
 

@@ -1,6 +1,181 @@
-//! The agent's HTTP listeners. Today: the plain-HTTP healthz listener (loopback by default).
-//! The secure 10250 API comes with its own change; until then no port 10250 is opened at
-//! all (failing closed rather than serving anything unauthenticated).
+//! The agent's HTTP listeners: the plain-HTTP healthz listener (loopback by default) and
+//! the secure kubelet API on `address:port` (10250).
+//!
+//! The secure API fails closed: without a serving certificate or without an authorizer
+//! (no API server and no standalone policy file) the port is not opened at all, and the
+//! log says why. It never serves anything unauthenticated or unauthorised.
 
+pub mod api;
+pub mod authn;
 pub mod authz;
+pub mod endpoints;
 pub mod healthz;
+pub mod listener;
+pub mod logs;
+pub mod metrics;
+pub mod query;
+pub mod routes;
+pub mod stream;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// Concurrent exec/attach/portForward streams and followed logs.
+pub const MAX_STREAMS: usize = 64;
+
+/// The running secure listener.
+pub struct Secure {
+    pub local_addr: SocketAddr,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// The rustls configuration of the secure port: the TLS policy, the serving certificate,
+/// and the client CA when x509 authentication is configured.
+pub fn tls_config(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
+    let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.private_key_file) else {
+        return Ok(None);
+    };
+    let policy = crate::tls::TlsPolicy::from_config(
+        config.tls.min_version.as_deref(),
+        &config.tls.cipher_suites,
+    )?;
+    let chain = crate::tls::load_certs(cert).map_err(|e| anyhow::anyhow!("tlsCertFile: {e}"))?;
+    let key = crate::tls::load_key(key).map_err(|e| anyhow::anyhow!("tlsPrivateKeyFile: {e}"))?;
+    let cas = match &config.authentication.x509_client_ca_file {
+        Some(p) => Some(
+            crate::tls::load_certs(p)
+                .map_err(|e| anyhow::anyhow!("authentication.x509.clientCAFile: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(Some(policy.server_config(chain, key, cas.as_deref())?))
+}
+
+/// `/configz`: the running configuration under upstream's field names.
+pub fn configz(config: &Config) -> serde_json::Value {
+    let d = |d: Duration| format!("{}s", d.as_secs());
+    let p = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    serde_json::json!({ "kubeletconfig": {
+        "address": config.address.to_string(),
+        "port": config.port,
+        "readOnlyPort": 0,
+        "healthzBindAddress": config.healthz_bind_address.to_string(),
+        "healthzPort": config.healthz_port,
+        "authentication": {
+            "anonymous": {"enabled": false},
+            "webhook": {"enabled": config.authentication.webhook_enabled,
+                        "cacheTTL": d(config.authentication.webhook_cache_ttl)},
+            "x509": {"clientCAFile": p(&config.authentication.x509_client_ca_file)},
+        },
+        "authorization": {
+            "mode": "Webhook",
+            "webhook": {"cacheAuthorizedTTL": d(config.authorization.cache_authorized_ttl),
+                        "cacheUnauthorizedTTL": d(config.authorization.cache_unauthorized_ttl)},
+        },
+        "tlsCertFile": p(&config.tls.cert_file),
+        "tlsPrivateKeyFile": p(&config.tls.private_key_file),
+        "tlsMinVersion": config.tls.min_version.clone().unwrap_or_else(|| "VersionTLS12".into()),
+        "tlsCipherSuites": config.tls.cipher_suites,
+        "staticPodPath": p(&config.static_pod_path),
+        "podLogsDir": config.pod_logs_dir.display().to_string(),
+        "fileCheckFrequency": d(config.file_check_frequency),
+        "syncFrequency": d(config.sync_frequency),
+        "runtimeRequestTimeout": d(config.runtime_request_timeout),
+        "streamingConnectionIdleTimeout": d(config.streaming_connection_idle_timeout),
+        "enableDebuggingHandlers": config.enable_debugging_handlers,
+        "enableSystemLogHandler": config.enable_system_log_handler,
+        "containerRuntimeEndpoint": format!("unix://{}", config.runtime_endpoint.display()),
+        "maxPods": config.max_pods,
+        "cgroupRoot": config.cgroup_root,
+        "cgroupsPerQOS": config.cgroups_per_qos,
+        "podPidsLimit": config.pod_pids_limit,
+        "cpuCFSQuota": config.cpu_cfs_quota,
+        "containerLogMaxSize": config.container_log_max_size,
+        "containerLogMaxFiles": config.container_log_max_files,
+    }})
+}
+
+/// Starts the secure API. `Ok(None)` when it fails closed (reason logged); `Err` for a
+/// configuration that names unusable files or an address that cannot be bound.
+pub async fn start(
+    config: &Config,
+    handles: api::Handles,
+    kube: Option<kube::Client>,
+) -> anyhow::Result<Option<Secure>> {
+    let authorizer: Arc<dyn authz::Authorizer> = match (&kube, &config.authorization_policy_file) {
+        (Some(client), policy) => {
+            if let Some(p) = policy {
+                tracing::warn!(file = %p.display(), "--authorization-policy-file is ignored: the API server authorizes (SubjectAccessReview)");
+            }
+            Arc::new(webhook::WebhookAuthorizer::new(
+                client.clone(),
+                config.node_name.clone(),
+                config.authorization.cache_authorized_ttl,
+                config.authorization.cache_unauthorized_ttl,
+            ))
+        }
+        (None, Some(p)) => Arc::new(
+            authz::StandalonePolicy::load(p)
+                .map_err(|e| anyhow::anyhow!("--authorization-policy-file: {e}"))?,
+        ),
+        (None, None) => {
+            tracing::error!(
+                "kubelet API (port {}) not opened: no authorizer. Without an API server for SubjectAccessReviews, \
+                 set --authorization-policy-file to a standalone policy (policy/README.md); ironlet never serves unauthorised",
+                config.port
+            );
+            return Ok(None);
+        }
+    };
+    let tokens: Option<Arc<dyn authn::TokenAuthenticator>> =
+        match (&kube, config.authentication.webhook_enabled) {
+            (Some(client), true) => Some(Arc::new(webhook::WebhookAuthenticator::new(
+                client.clone(),
+                config.authentication.webhook_cache_ttl,
+            ))),
+            (None, true) => {
+                tracing::info!("bearer tokens are refused (401): no API server for TokenReview");
+                None
+            }
+            (_, false) => None,
+        };
+    if tokens.is_none() && config.authentication.x509_client_ca_file.is_none() {
+        tracing::warn!(
+            "kubelet API: no authentication method can succeed (no clientCAFile, no TokenReview); every request gets 401"
+        );
+    }
+    let Some(tls) = tls_config(config)? else {
+        tracing::error!(
+            "kubelet API (port {}) not opened: tlsCertFile and tlsPrivateKeyFile are not set (ironlet does not self-sign)",
+            config.port
+        );
+        return Ok(None);
+    };
+    let options = api::Options {
+        node_name: config.node_name.clone(),
+        enable_debugging_handlers: config.enable_debugging_handlers,
+        enable_system_log_handler: config.enable_system_log_handler,
+        system_log_root: PathBuf::from("/var/log"),
+        streaming_idle_timeout: config.streaming_connection_idle_timeout,
+        max_streams: MAX_STREAMS,
+    };
+    let api = Arc::new(api::Api::new(options, tokens, authorizer, handles));
+    let addr = SocketAddr::new(config.address, config.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("address/port {addr}: {e}"))?;
+    let local_addr = listener.local_addr()?;
+    tracing::info!(address = %local_addr, "kubelet API listening (TLS, authenticated, authorized)");
+    let task = tokio::spawn(listener::serve(
+        listener,
+        Arc::new(tls),
+        api,
+        listener::Limits::default(),
+    ));
+    Ok(Some(Secure { local_addr, task }))
+}

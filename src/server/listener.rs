@@ -1,0 +1,232 @@
+//! The secure listener: TCP accept, rustls handshake (client certificates verified against
+//! the client CA, optional so bearer tokens work), then HTTP/1.1 with upgrades.
+//!
+//! Limits (all constants in [`Limits`]):
+//! - at most `max_connections` connections at once; more are closed at accept;
+//! - the TLS handshake and the request head each must arrive within their timeouts;
+//! - request heads larger than `max_header_bytes` are refused by hyper (431);
+//! - a connection with no byte moving either way for `idle_timeout` is closed; streaming
+//!   requests raise that to `streamingConnectionIdleTimeout`;
+//! - HTTP/2 is not offered (ALPN `http/1.1` only), so HTTP/2 rapid reset does not apply.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+
+use super::api::{self, Api, Conn};
+use super::authn;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(90),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// An I/O stream that fails once nothing has moved for the (adjustable) idle timeout.
+pub struct IdleIo<T> {
+    inner: T,
+    timeout_ms: Arc<AtomicU64>,
+    last: Instant,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl<T> IdleIo<T> {
+    pub fn new(inner: T, timeout_ms: Arc<AtomicU64>) -> Self {
+        let now = Instant::now();
+        let mut io = IdleIo {
+            inner,
+            timeout_ms,
+            last: now,
+            sleep: Box::pin(tokio::time::sleep_until(now)),
+        };
+        io.touch();
+        io
+    }
+
+    fn deadline(&self) -> Instant {
+        let d = Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed));
+        self.last
+            .checked_add(d)
+            .unwrap_or_else(|| self.last + Duration::from_secs(86400 * 365))
+    }
+
+    fn touch(&mut self) {
+        self.last = Instant::now();
+        let deadline = self.deadline();
+        self.sleep.as_mut().reset(deadline);
+    }
+
+    /// True once the idle deadline (from the last activity, with the current timeout)
+    /// has passed; otherwise the timer is armed to wake the task.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let deadline = self.deadline();
+        if deadline <= Instant::now() {
+            return true;
+        }
+        // The timeout was raised after the timer was armed.
+        self.sleep.as_mut().reset(deadline);
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle")
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                self.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                self.touch();
+                Poll::Ready(r)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves the API on `listener` until the future is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    api: Arc<Api>,
+    limits: Limits,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(%peer, "connection limit reached; connection closed");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let api = Arc::clone(&api);
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(tcp, peer, acceptor, api, limits).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    api: Arc<Api>,
+    limits: Limits,
+) {
+    let idle_ms = Arc::new(AtomicU64::new(
+        u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+    ));
+    let io = IdleIo::new(tcp, Arc::clone(&idle_ms));
+    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(io)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(target: "audit", %peer, error = %e, decision = "handshake-failed", "kubelet API TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let peer_user = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| authn::user_from_certificate(c).ok_or(()));
+    let conn = Conn {
+        peer: peer_user,
+        idle_timeout_ms: idle_ms,
+    };
+    let service = service_fn(move |req| {
+        let api = Arc::clone(&api);
+        let conn = conn.clone();
+        async move { Ok::<_, std::convert::Infallible>(api::handle(api, conn, req).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    if let Err(e) = builder
+        .serve_connection(TokioIo::new(tls), service)
+        .with_upgrades()
+        .await
+    {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
