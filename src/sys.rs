@@ -75,7 +75,10 @@ pub fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
     let rc = unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) };
     check(rc.into())?;
     // SAFETY: fstatfs returned 0, so it initialised `st`.
-    Ok(unsafe { st.assume_init() }.f_type as i64)
+    let st = unsafe { st.assume_init() };
+    // f_type's C type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    Ok(st.f_type as i64)
 }
 
 /// `/proc/self/fd/N` for `fd`: mounting through it targets exactly the opened directory,

@@ -40,16 +40,28 @@ async fn every_agent_thread_runs_with_no_new_privs_seccomp_and_the_reduced_capab
     for t in &threads {
         assert_eq!(t.no_new_privs, Some(1), "thread {}", t.tid);
         assert_eq!(t.seccomp, Some(2), "thread {}", t.tid);
-        assert_eq!(t.cap_eff, ["CAP_DAC_OVERRIDE", "CAP_FOWNER"], "thread {}", t.tid);
+        assert_eq!(
+            t.cap_eff,
+            ["CAP_DAC_OVERRIDE", "CAP_FOWNER"],
+            "thread {}",
+            t.tid
+        );
         assert_eq!(t.cap_prm, t.cap_eff, "thread {}", t.tid);
         assert_eq!(t.cap_bnd, t.cap_eff, "thread {}", t.tid);
-        assert!(t.cap_inh.is_empty() && t.cap_amb.is_empty(), "thread {}", t.tid);
+        assert!(
+            t.cap_inh.is_empty() && t.cap_amb.is_empty(),
+            "thread {}",
+            t.tid
+        );
     }
 
     // The command reports the same, from /proc, and the helper's state.
     let human = node.cli(&["confinement"]);
     assert!(human.contains("confined: yes"), "{human}");
-    assert!(human.contains("effective capabilities: CAP_DAC_OVERRIDE,CAP_FOWNER"), "{human}");
+    assert!(
+        human.contains("effective capabilities: CAP_DAC_OVERRIDE,CAP_FOWNER"),
+        "{human}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&node.cli(&["confinement", "-o", "json"])).unwrap();
     assert_eq!(json["agent_confined"], true, "{json:#}");
@@ -153,7 +165,9 @@ async fn a_memory_empty_dir_is_a_tmpfs_from_the_helper_and_is_unmounted_with_the
     let host_dir = node
         .root()
         .join(format!("pods/{uid}/volumes/kubernetes.io~empty-dir/cache"));
-    let log = node.logs().join(format!("default_mem-{NODE}_{uid}/main/0.log"));
+    let log = node
+        .logs()
+        .join(format!("default_mem-{NODE}_{uid}/main/0.log"));
     let text = wait_for("the container reports its mounts", T, || {
         let log = log.clone();
         async move {
@@ -174,7 +188,10 @@ async fn a_memory_empty_dir_is_a_tmpfs_from_the_helper_and_is_unmounted_with_the
     })
     .await;
     assert!(!mounted(&host_dir), "still mounted: {}", host_dir.display());
-    assert!(node.agent_log(1).contains(&format!("unmounted {uid}/volumes/")));
+    assert!(
+        node.agent_log(1)
+            .contains(&format!("unmounted {uid}/volumes/"))
+    );
     node.cleanup().await;
 }
 
@@ -229,7 +246,8 @@ impl Helper {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        ours.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         Helper { child, conn: ours }
     }
 
@@ -286,7 +304,9 @@ fn the_helper_mounts_only_beneath_the_pods_volume_dirs_symlink_tricks_included()
         });
         assert_eq!(st, Status::Refused, "{uid}: {msg}");
     }
-    assert!(!mounted(&outside.join("volumes/kubernetes.io~empty-dir/vol")));
+    assert!(!mounted(
+        &outside.join("volumes/kubernetes.io~empty-dir/vol")
+    ));
     assert!(!mounted(&outside));
 
     // Frames the decoder refuses: a '..' path, an unknown plugin, a bad version.
@@ -338,7 +358,7 @@ fn the_helper_mounts_only_beneath_the_pods_volume_dirs_symlink_tricks_included()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_insecure_flag_disables_confinement_loudly_and_is_recorded() {
-    let mut node = Node::new();
+    let node = Node::new();
     // Start by hand with the flag.
     let log = std::fs::File::create(node.dir.path().join("insecure.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ironlet"))
@@ -363,7 +383,10 @@ async fn the_insecure_flag_disables_confinement_loudly_and_is_recorded() {
         .arg(node.root())
         .output()
         .unwrap();
-    assert!(!out.status.success(), "an unconfined agent is reported as a failure");
+    assert!(
+        !out.status.success(),
+        "an unconfined agent is reported as a failure"
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["record"]["insecure"], true);
     assert_eq!(json["agent_confined"], false);
@@ -372,6 +395,9 @@ async fn the_insecure_flag_disables_confinement_loudly_and_is_recorded() {
     let _ = child.kill();
     let _ = child.wait();
     let text = read_file(&node.dir.path().join("insecure.log"));
-    assert!(text.contains("INSECURE: --insecure-disable-confinement"), "{text}");
+    assert!(
+        text.contains("INSECURE: --insecure-disable-confinement"),
+        "{text}"
+    );
     node.cleanup().await;
 }

@@ -22,7 +22,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The fuzz targets, one per parser an attacker or an operator's file can reach; each is a
 /// `[[bin]]` in `fuzz/Cargo.toml` with its seeds in `fuzz/seeds/<target>/`.
-pub const TARGETS: &[&str] = &["manifest", "kubelet_config", "resolv_conf", "crilog"];
+pub const TARGETS: &[&str] = &[
+    "manifest",
+    "kubelet_config",
+    "resolv_conf",
+    "crilog",
+    "helper_proto",
+];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.
 pub const DEFAULT_SECONDS: u64 = 60;
