@@ -82,8 +82,16 @@ pub struct Report {
     pub problems: Vec<String>,
 }
 
-fn process(pid: u32) -> ProcessReport {
-    let threads = tasks(pid).unwrap_or_default();
+/// The process `pid`, if it is still the ironlet process whose first argument is
+/// `subcommand` (a recorded pid may have been reused by an unrelated process).
+fn process(pid: u32, subcommand: &str) -> ProcessReport {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let same = cmdline.split(|b| *b == 0).nth(1) == Some(subcommand.as_bytes());
+    let threads = if same {
+        tasks(pid).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     ProcessReport {
         pid,
         running: !threads.is_empty(),
@@ -126,8 +134,8 @@ fn check(name: &str, p: &ProcessReport, keep: &[String], problems: &mut Vec<Stri
 pub fn report(root_dir: &Path) -> anyhow::Result<Report> {
     let record = super::read_record(root_dir)?;
     let policies = super::policy::Policies::load().map_err(anyhow::Error::msg)?;
-    let agent = process(record.pid);
-    let helper = record.helper_pid.map(process);
+    let agent = process(record.pid, "run");
+    let helper = record.helper_pid.map(|p| process(p, "mount-helper"));
     let mut problems = Vec::new();
     if record.insecure {
         problems.push("confinement is disabled (--insecure-disable-confinement)".into());
