@@ -156,7 +156,7 @@ async fn a_memory_empty_dir_is_a_tmpfs_from_the_helper_and_is_unmounted_with_the
     node.write_manifest(
         "mem.yaml",
         &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: mem\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: cache\n    emptyDir: {{medium: Memory, sizeLimit: 16Mi}}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'grep \" /data \" /proc/mounts; df -k /data | tail -1; echo hi > /data/f; sleep 3600']\n    volumeMounts:\n    - {{name: cache, mountPath: /data}}\n"
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: mem\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: cache\n    emptyDir: {{medium: Memory, sizeLimit: 16Mi}}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo hi > /data/f; grep \" /data \" /proc/mounts; df -k /data | tail -1; sleep 3600']\n    volumeMounts:\n    - {{name: cache, mountPath: /data}}\n"
         ),
     );
     node.start_agent();

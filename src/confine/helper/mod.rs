@@ -37,7 +37,9 @@ pub fn client() -> Option<&'static HelperClient> {
 #[derive(Debug)]
 pub struct HelperClient {
     stream: Mutex<UnixStream>,
-    child: Mutex<Child>,
+    /// Kept so the helper is not reaped by anyone else; `ironlet confinement` reports its
+    /// state from /proc.
+    _child: Child,
     pid: u32,
 }
 
@@ -74,7 +76,7 @@ pub fn start(pods_dir: &Path) -> std::io::Result<&'static HelperClient> {
     let client = HelperClient {
         pid: child.id(),
         stream: Mutex::new(ours),
-        child: Mutex::new(child),
+        _child: child,
     };
     let _ = HELPER.set(client);
     Ok(HELPER.get().expect("just set"))
@@ -83,14 +85,6 @@ pub fn start(pods_dir: &Path) -> std::io::Result<&'static HelperClient> {
 impl HelperClient {
     pub fn pid(&self) -> u32 {
         self.pid
-    }
-
-    /// Whether the helper process is still there.
-    pub fn alive(&self) -> bool {
-        self.child
-            .lock()
-            .map(|mut c| matches!(c.try_wait(), Ok(None)))
-            .unwrap_or(false)
     }
 
     pub fn mount_tmpfs(&self, path: VolumePath, size: u64) -> Result<(), HelperError> {
