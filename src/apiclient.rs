@@ -271,6 +271,39 @@ fn read_kubeconfig(path: &Path) -> Result<kube::config::Kubeconfig, String> {
     kube::config::Kubeconfig::read_from(path).map_err(|e| e.to_string())
 }
 
+/// The files a kubeconfig names (CA, client certificates and keys,
+/// token file), resolved against the kubeconfig's directory. Empty when it cannot be read:
+/// the agent then fails at connect with the real error.
+pub fn referenced_files(path: &Path) -> Vec<PathBuf> {
+    let Ok(kc) = read_kubeconfig(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for c in &kc.clusters {
+        if let Some(ca) = c
+            .cluster
+            .as_ref()
+            .and_then(|c| c.certificate_authority.clone())
+        {
+            out.push(PathBuf::from(ca));
+        }
+    }
+    for a in &kc.auth_infos {
+        if let Some(ai) = &a.auth_info {
+            for f in [&ai.client_certificate, &ai.client_key, &ai.token_file]
+                .into_iter()
+                .flatten()
+            {
+                out.push(PathBuf::from(f));
+            }
+        }
+    }
+    let base = path.parent().unwrap_or(Path::new("/"));
+    out.into_iter()
+        .map(|p| if p.is_absolute() { p } else { base.join(p) })
+        .collect()
+}
+
 /// The TLS versions and suites of outbound connections: the same data as the server's.
 fn client_policy() -> Result<crate::tls::TlsPolicy, ApiClientError> {
     crate::tls::TlsPolicy::from_config(None, &[])

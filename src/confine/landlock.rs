@@ -128,6 +128,34 @@ pub fn fs_rules(config: &Config, cgroup_dirs: &[PathBuf]) -> Vec<PathRule> {
             "the kubepods cgroup subtree: pod cgroups and their limits",
         );
     }
+    r.read_opt(
+        config.authorization_policy_file.as_deref(),
+        "the standalone authorization policy of 10250",
+    );
+    if config.enable_system_log_handler {
+        r.read(
+            "/var/log",
+            "node logs served on /logs/ (enableSystemLogHandler)",
+        );
+    }
+    if let Some(kubeconfig) = config.cluster.kubeconfig.as_deref() {
+        r.read(kubeconfig, "the kubeconfig of cluster mode");
+        for f in crate::apiclient::referenced_files(kubeconfig) {
+            r.read(
+                f,
+                "a file the kubeconfig names (CA, client certificate, key, token)",
+            );
+        }
+        for f in [
+            "/etc/os-release",
+            "/usr/lib/os-release",
+            "/etc/machine-id",
+            "/var/lib/dbus/machine-id",
+            "/sys/class/dmi/id/product_uuid",
+        ] {
+            r.read(f, "node info reported to the API server");
+        }
+    }
     r.0
 }
 

@@ -31,6 +31,7 @@ pub const TARGETS: &[&str] = &[
     "api_queries",
     "api_router",
     "helper_proto",
+    "kubeconfig",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.

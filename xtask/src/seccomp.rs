@@ -22,7 +22,14 @@ use std::path::Path;
 use std::process::Command;
 
 /// The suites whose agents are traced.
-pub const SUITES: &[&str] = &["standalone", "lifecycle", "probes", "confinement"];
+pub const SUITES: &[&str] = &[
+    "standalone",
+    "lifecycle",
+    "probes",
+    "confinement",
+    "cluster",
+    "api_agent",
+];
 
 /// Calls made by one kind of process after it was confined.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
