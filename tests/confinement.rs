@@ -22,6 +22,15 @@ fn status_of(pid: u32) -> Vec<inspect::TaskStatus> {
     inspect::tasks(pid).expect("read /proc/<pid>/task")
 }
 
+/// Lazily unmounts everything under a directory when dropped.
+struct UnmountOnDrop(std::path::PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        let _ = xtask::teardown::unmount_under(&self.0);
+    }
+}
+
 fn mounted(path: &Path) -> bool {
     let text = read_file(Path::new("/proc/self/mountinfo"));
     let p = path.to_string_lossy();
@@ -159,6 +168,8 @@ async fn a_memory_empty_dir_is_a_tmpfs_from_the_helper_and_is_unmounted_with_the
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: mem\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: cache\n    emptyDir: {{medium: Memory, sizeLimit: 16Mi}}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sh, -c, 'echo hi > /data/f; grep \" /data \" /proc/mounts; df -k /data | tail -1; sleep 3600']\n    volumeMounts:\n    - {{name: cache, mountPath: /data}}\n"
         ),
     );
+    // A failing assertion must not leave the tmpfs behind under /var/tmp.
+    let _unmount = UnmountOnDrop(node.dir.path().to_path_buf());
     node.start_agent();
     let sb = node.wait_running("mem", &["main"], T).await;
     let uid = sb.metadata.as_ref().unwrap().uid.clone();
@@ -275,6 +286,7 @@ fn the_helper_mounts_only_beneath_the_pods_volume_dirs_symlink_tricks_included()
         .prefix("ironlet-helper-")
         .tempdir_in("/var/tmp")
         .unwrap();
+    let _unmount = UnmountOnDrop(dir.path().to_path_buf());
     let pods = dir.path().join("pods");
     let outside = dir.path().join("outside");
     let plugin = |uid: &str| pods.join(uid).join("volumes/kubernetes.io~empty-dir");

@@ -493,12 +493,12 @@ mod tests {
     #[test]
     fn unsupported_features_are_refused_by_name() {
         let p = pod(
-            "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {medium: Memory}\n",
+            "  containers:\n  - name: c\n    image: i:1\n    volumeMounts:\n    - {name: data, mountPath: /data}\n  volumes:\n  - name: data\n    emptyDir: {medium: HugePages}\n",
         );
         let e = container_config(&p, &p.spec().containers[0], 0, &node(), "").unwrap_err();
         assert!(
             e.message
-                .contains("volume \"data\": emptyDir with medium Memory"),
+                .contains("volume \"data\": emptyDir with medium \"HugePages\""),
             "{e}"
         );
         let p = pod(
