@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. Library code below returns typed errors;
 //! these functions are the edge where they become messages and exit codes.
 
+pub mod confinement;
 pub mod logs;
 pub mod pods;
 pub mod run;
@@ -30,6 +31,12 @@ pub enum Command {
     Pods(pods::PodsArgs),
     /// Print a container's log.
     Logs(logs::LogsArgs),
+    /// Show how the running agent is confined (capabilities, NoNewPrivs, seccomp,
+    /// landlock, mount helper).
+    Confinement(confinement::ConfinementArgs),
+    /// The privileged mount helper; started by the agent itself.
+    #[command(hide = true)]
+    MountHelper(confinement::MountHelperArgs),
 }
 
 /// The `--root-dir` the read-only commands look at.
@@ -47,6 +54,8 @@ pub fn main() -> i32 {
         Command::Run(flags) => run::run(flags),
         Command::Pods(args) => pods::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Confinement(args) => confinement::run(args),
+        Command::MountHelper(args) => confinement::mount_helper(args),
     };
     match result {
         Ok(()) => 0,

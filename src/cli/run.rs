@@ -30,6 +30,9 @@ pub fn run(flags: RunFlags) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let config = loaded.config;
+    // The one confinement point: the process still has a single thread, and nothing has
+    // bound a port or read untrusted input yet.
+    crate::confine::apply(&config, flags.insecure_disable_confinement)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -45,6 +45,12 @@ pub struct RunFlags {
     /// Log verbosity, as upstream's klog level
     #[arg(short = 'v', long = "v", value_name = "LEVEL", default_value_t = 0)]
     pub v: u8,
+
+    /// INSECURE, for debugging only: run without self-confinement (no capability
+    /// reduction, landlock or seccomp). Logged as a warning at start and recorded for the
+    /// self-audit, which reports it as FAIL.
+    #[arg(long)]
+    pub insecure_disable_confinement: bool,
 }
 
 #[cfg(test)]

@@ -1,14 +1,16 @@
-//! Pod volumes. Today: emptyDir on disk, at upstream's layout
-//! `<root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`. Memory-medium emptyDir
-//! needs a tmpfs mount, which the confined agent cannot do itself (it will go through the
-//! privileged helper); other volume types come later. Anything unsupported is refused by
-//! name, never silently dropped.
+//! Pod volumes. Today: emptyDir on disk and in memory, at upstream's layout
+//! `<root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`. A memory-medium emptyDir
+//! is a tmpfs (size = sizeLimit, else the kernel default), which the confined agent cannot
+//! mount itself: the privileged mount helper ([`crate::confine::helper`]) mounts it and
+//! unmounts it before the pod directory is removed. Other volume types come later.
+//! Anything unsupported is refused by name, never silently dropped.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, Volume, VolumeMount};
 
+use crate::confine::helper::proto::VolumePath;
 use crate::cri::api;
 
 pub const EMPTY_DIR_PLUGIN: &str = "kubernetes.io~empty-dir";
@@ -49,11 +51,13 @@ pub struct VolumeError(pub String);
 pub fn check_supported(spec: &PodSpec) -> Result<(), VolumeError> {
     for v in spec.volumes.iter().flatten() {
         match (volume_kind(v), v.empty_dir.as_ref()) {
-            ("emptyDir", Some(e)) if e.medium.as_deref().unwrap_or("").is_empty() => {}
-            ("emptyDir", _) => {
+            ("emptyDir", Some(e)) if matches!(e.medium.as_deref().unwrap_or(""), "" | "Memory") => {
+            }
+            ("emptyDir", Some(e)) => {
                 return Err(VolumeError(format!(
-                    "volume {:?}: emptyDir with medium Memory is not supported by this ironlet version",
-                    v.name
+                    "volume {:?}: emptyDir with medium {:?} is not supported by this ironlet version",
+                    v.name,
+                    e.medium.as_deref().unwrap_or("")
                 )));
             }
             (kind, _) => {
@@ -138,6 +142,28 @@ pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()
             .mode(0o750)
             .create(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        let memory = v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory");
+        if memory && !is_mount_point(&dir)? {
+            let size = v
+                .empty_dir
+                .as_ref()
+                .and_then(|e| e.size_limit.as_ref())
+                .and_then(|q| crate::resources::QuantityValue::parse(&q.0).ok())
+                .and_then(|q| q.value())
+                .filter(|b| *b > 0)
+                .map_or(0, |b| b as u64);
+            let helper = crate::confine::helper::client().ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "volume {:?}: medium Memory needs the mount helper, which is not running",
+                    v.name
+                ))
+            })?;
+            let path = VolumePath::new(uid, EMPTY_DIR_PLUGIN, &v.name)
+                .map_err(|e| std::io::Error::other(format!("volume {:?}: {e}", v.name)))?;
+            helper
+                .mount_tmpfs(path, size)
+                .map_err(|e| std::io::Error::other(format!("volume {:?}: {e}", v.name)))?;
+        }
     }
     let all = spec
         .containers
@@ -153,8 +179,47 @@ pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()
     Ok(())
 }
 
-/// Removes everything the node kept for a terminated pod.
+/// Whether `dir` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(dir: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = dir.parent().unwrap_or(dir);
+    Ok(std::fs::symlink_metadata(dir)?.dev() != std::fs::symlink_metadata(parent)?.dev())
+}
+
+/// Asks the mount helper to unmount every tmpfs emptyDir of the pod.
+fn unmount_memory_volumes(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
+    let plugin_dir = pod_dir(pods_dir, uid)
+        .join("volumes")
+        .join(EMPTY_DIR_PLUGIN);
+    let entries = match std::fs::read_dir(&plugin_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for e in entries {
+        let e = e?;
+        if !is_mount_point(&e.path())? {
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let helper = crate::confine::helper::client().ok_or_else(|| {
+            std::io::Error::other(format!(
+                "volume {name:?} is mounted but the mount helper is not running"
+            ))
+        })?;
+        let path = VolumePath::new(uid, EMPTY_DIR_PLUGIN, &name)
+            .map_err(|e| std::io::Error::other(format!("volume {name:?}: {e}")))?;
+        helper
+            .unmount(path)
+            .map_err(|e| std::io::Error::other(format!("volume {name:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Removes everything the node kept for a terminated pod, unmounting its tmpfs volumes
+/// first.
 pub fn remove_pod_dir(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
+    unmount_memory_volumes(pods_dir, uid)?;
     let dir = pod_dir(pods_dir, uid);
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -193,7 +258,10 @@ mod tests {
         let s = spec("containers:\n- name: c\nvolumes:\n- name: h\n  hostPath: {path: /etc}\n");
         assert!(check_supported(&s).unwrap_err().0.contains("hostPath"));
         let s = spec("containers:\n- name: c\nvolumes:\n- name: m\n  emptyDir: {medium: Memory}\n");
-        assert!(check_supported(&s).unwrap_err().0.contains("medium Memory"));
+        assert!(check_supported(&s).is_ok());
+        let s =
+            spec("containers:\n- name: c\nvolumes:\n- name: m\n  emptyDir: {medium: HugePages}\n");
+        assert!(check_supported(&s).unwrap_err().0.contains("HugePages"));
         let s = spec(
             "containers:\n- name: c\n  volumeMounts:\n  - {name: d, mountPath: /d, subPath: ../../etc}\nvolumes:\n- name: d\n  emptyDir: {}\n",
         );

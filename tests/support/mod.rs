@@ -141,7 +141,25 @@ impl Node {
             .endpoint_override
             .clone()
             .unwrap_or_else(|| self.containerd.as_ref().unwrap().endpoint());
-        let child = Command::new(env!("CARGO_BIN_EXE_ironlet"))
+        // `cargo xtask seccomp-learn` sets IRONLET_STRACE_DIR: the agent then runs under
+        // `strace -f` and its system calls are collected to earn the seccomp allow-list.
+        let strace_dir = std::env::var_os("IRONLET_STRACE_DIR");
+        let mut cmd = match &strace_dir {
+            Some(dir) => {
+                let mut c = Command::new("strace");
+                c.args(["-f", "-qq", "-o"])
+                    .arg(Path::new(dir).join(format!(
+                        "agent-{}-{}.trace",
+                        std::process::id(),
+                        self.dir.path().file_name().unwrap().to_string_lossy()
+                    )))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_ironlet"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ironlet")),
+        };
+        let child = cmd
             .args(["run", "--config"])
             .arg(self.dir.path().join("config.yaml"))
             .arg("--container-runtime-endpoint")
@@ -162,6 +180,11 @@ impl Node {
     /// SIGKILL: the agent gets no chance to clean anything.
     pub fn kill_agent(&mut self) {
         if let Some(mut c) = self.agent.take() {
+            if let Some(pid) = traced_child(c.id()) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -170,14 +193,17 @@ impl Node {
     /// SIGTERM and wait for exit.
     pub fn stop_agent(&mut self) -> std::process::ExitStatus {
         let mut c = self.agent.take().expect("agent running");
+        let pid = traced_child(c.id()).unwrap_or(c.id());
         let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status();
         c.wait().unwrap()
     }
 
+    /// The agent's pid (under `strace`, the traced child's).
     pub fn agent_pid(&self) -> u32 {
-        self.agent.as_ref().expect("agent running").id()
+        let pid = self.agent.as_ref().expect("agent running").id();
+        traced_child(pid).unwrap_or(pid)
     }
 
     /// The test containerd's pid.
@@ -377,4 +403,24 @@ pub fn signal(pid: u32, sig: &str) {
         .unwrap()
         .success();
     assert!(ok, "kill -{sig} {pid}");
+}
+
+/// When the agent runs under `strace` (IRONLET_STRACE_DIR), the pid of strace's child.
+fn traced_child(pid: u32) -> Option<u32> {
+    std::env::var_os("IRONLET_STRACE_DIR")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let children = read_file(Path::new(&format!("/proc/{pid}/task/{pid}/children")));
+        if let Some(c) = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+        {
+            return Some(c);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -30,6 +30,7 @@ pub const TARGETS: &[&str] = &[
     "api_attributes",
     "api_queries",
     "api_router",
+    "helper_proto",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.

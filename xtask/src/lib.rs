@@ -17,5 +17,6 @@ pub mod netclaim;
 pub mod prereqs;
 pub mod procs;
 pub mod run;
+pub mod seccomp;
 pub mod teardown;
 pub mod workspace;

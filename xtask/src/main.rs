@@ -14,7 +14,10 @@ commands:
            pod start latency against direct CRI calls, footprint, PLEG, restart
            (cargo bench --bench node -- ARGS; --quick for a short run); needs root
   fuzz [SECONDS] [TARGET...]
-           run the fuzz targets (default: all, 60 s each); report in .state/fuzz";
+           run the fuzz targets (default: all, 60 s each); report in .state/fuzz
+  seccomp-learn [CARGO TEST ARGS...]
+           run the integration suites with the agent under strace and compare its system
+           calls with policy/seccomp.json; report in .state/seccomp-learn";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
         Some("down") => xtask::dev::down().map(|()| 0),
         Some("test") => xtask::check::run(),
         Some("fuzz") => xtask::fuzz::command(&args[1..]),
+        Some("seccomp-learn") => xtask::seccomp::command(&args[1..]),
         Some("bench") => {
             std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
                 .current_dir(xtask::workspace::root())

@@ -38,6 +38,8 @@ const NEEDS: &[Need] = &[
     },
     need("iptables", "iptables"),
     need("ip", "iproute2"),
+    // `cargo xtask seccomp-learn` traces the agent's system calls with it.
+    need("strace", "strace"),
 ];
 
 const fn need(what: &'static str, package: &'static str) -> Need {
