@@ -96,6 +96,20 @@ pub fn fs_rules(config: &Config, cgroup_dirs: &[PathBuf]) -> Vec<PathRule> {
         config.authentication.x509_client_ca_file.as_deref(),
         "clientCAFile, to verify client certificates on 10250",
     );
+    r.read_opt(
+        config.cluster.kubeconfig.as_deref(),
+        "--kubeconfig, read when cluster mode connects (files it names are not added)",
+    );
+    r.read_opt(
+        config.authorization_policy_file.as_deref(),
+        "--authorization-policy-file, the standalone 10250 authorization policy",
+    );
+    if config.enable_system_log_handler {
+        r.read(
+            "/var/log",
+            "enableSystemLogHandler: /logs/ on 10250 serves node logs (read-only, no symlinks)",
+        );
+    }
     r.read(
         config.root_dir.join("pki"),
         "the default cert dir (<root-dir>/pki)",
