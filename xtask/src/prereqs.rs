@@ -40,6 +40,8 @@ const NEEDS: &[Need] = &[
     need("ip", "iproute2"),
     // `cargo xtask seccomp-learn` traces the agent's system calls with it.
     need("strace", "strace"),
+    // A real TLS client configured with old versions and weak suites (tests/api_tls.rs).
+    need("openssl", "openssl"),
 ];
 
 const fn need(what: &'static str, package: &'static str) -> Need {
