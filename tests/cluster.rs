@@ -41,6 +41,24 @@ fn api_pod(name: &str, script: &str, extra_spec: &str) -> Pod {
     serde_saphyr::from_str(&yaml).unwrap()
 }
 
+/// Starts the agent of a fresh cluster node; returns it and an admin's pod API.
+async fn started(api: &FakeApi) -> (Node, Api<Pod>) {
+    let mut node = cluster_node(api);
+    node.start_agent();
+    let client = api.client(&Identity::admin()).await;
+    (node, Api::namespaced(client, "default"))
+}
+
+/// Creates a long-running API pod.
+async fn create_sleeper(pods: &Api<Pod>, name: &str) {
+    pods.create(
+        &PostParams::default(),
+        &api_pod(name, "while true; do sleep 1; done", ""),
+    )
+    .await
+    .unwrap();
+}
+
 fn phase(p: &Pod) -> &str {
     p.status
         .as_ref()
@@ -329,16 +347,8 @@ async fn static_pods_get_mirror_pods_that_are_recreated_and_unsupported_pods_are
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_outage_restarts_nothing_and_statuses_converge() {
     let api = FakeApi::start();
-    let mut node = cluster_node(&api);
-    node.start_agent();
-    let client = api.client(&Identity::admin()).await;
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    pods.create(
-        &PostParams::default(),
-        &api_pod("steady", "while true; do sleep 1; done", ""),
-    )
-    .await
-    .unwrap();
+    let (mut node, pods) = started(&api).await;
+    create_sleeper(&pods, "steady").await;
     // The second container ends on its own during the outage; restartPolicy OnFailure
     // keeps it ended, so its status must change while the API is away.
     let mut finite = api_pod("finite", "sleep 20; exit 0", "");
@@ -405,16 +415,8 @@ async fn api_outage_restarts_nothing_and_statuses_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_expiry_relists_without_duplicate_workers() {
     let api = FakeApi::start();
-    let mut node = cluster_node(&api);
-    node.start_agent();
-    let client = api.client(&Identity::admin()).await;
-    let pods: Api<Pod> = Api::namespaced(client, "default");
-    pods.create(
-        &PostParams::default(),
-        &api_pod("first", "while true; do sleep 1; done", ""),
-    )
-    .await
-    .unwrap();
+    let (node, pods) = started(&api).await;
+    create_sleeper(&pods, "first").await;
     let sb = node.wait_running_full("first", &["main"], T).await;
     let lists = |a: &FakeApi| {
         a.requests()
@@ -427,12 +429,7 @@ async fn watch_expiry_relists_without_duplicate_workers() {
     // History compacted and every watch dropped: the next watch gets 410 Gone.
     api.compact();
     api.drop_watches();
-    pods.create(
-        &PostParams::default(),
-        &api_pod("second", "while true; do sleep 1; done", ""),
-    )
-    .await
-    .unwrap();
+    create_sleeper(&pods, "second").await;
     node.wait_running_full("second", &["main"], T).await;
     assert!(lists(&api) > lists_before, "the agent relisted");
     // Still one sandbox and one container for the first pod: no duplicate worker.
