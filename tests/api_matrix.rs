@@ -11,42 +11,6 @@ mod api_support;
 
 use api_support::*;
 
-const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-
-/// (request target, methods answered when allowed, status when allowed and routed)
-const ROUTES: &[(&str, &[&str], u16)] = &[
-    ("/healthz", &["GET", "HEAD"], 200),
-    ("/healthz/ping", &["GET", "HEAD"], 200),
-    ("/healthz/log", &["GET", "HEAD"], 200),
-    ("/healthz/syncloop", &["GET", "HEAD"], 200),
-    ("/pods", &["GET", "HEAD"], 200),
-    ("/runningpods/", &["GET", "HEAD"], 200),
-    ("/metrics", &["GET", "HEAD"], 200),
-    ("/metrics/probes", &["GET", "HEAD"], 200),
-    ("/configz", &["GET", "HEAD"], 200),
-    // Unknown pod: routed, then not found.
-    ("/containerLogs/default/nopod/c", &["GET", "HEAD"], 404),
-    ("/run/default/nopod/c?cmd=id", &["POST"], 404),
-    (
-        "/exec/default/nopod/c?command=id&stdout=1",
-        &["GET", "POST"],
-        404,
-    ),
-    ("/attach/default/nopod/c?stdout=1", &["GET", "POST"], 404),
-    ("/portForward/default/nopod?port=80", &["GET", "POST"], 404),
-    // Not served (or disabled): 404 for every method once authorized.
-    ("/logs/", &[], 404),
-    ("/logs/audit/audit.log", &[], 404),
-    ("/debug/pprof/cmdline", &[], 404),
-    ("/debug/flags/v", &[], 404),
-    ("/checkpoint/default/p/c", &[], 404),
-    ("/stats/summary", &[], 404),
-    ("/spec/", &[], 404),
-    ("/metrics/cadvisor", &[], 404),
-    ("/cri/exec/x?cmd=id", &[], 404),
-    ("/", &[], 404),
-];
-
 fn expected(cred: Cred, method: &str, route: &(&str, &[&str], u16)) -> Option<u16> {
     let (_, methods, status) = route;
     Some(match cred {

@@ -488,3 +488,40 @@ pub async fn request(
 pub fn private_key_der(k: &KeyPair) -> PrivateKeyDer<'static> {
     PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.serialize_der()))
 }
+
+/// Every method the matrix tries.
+pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+/// Every route the kubelet API knows or must refuse: (request target, methods answered when allowed, status when allowed and routed)
+pub const ROUTES: &[(&str, &[&str], u16)] = &[
+    ("/healthz", &["GET", "HEAD"], 200),
+    ("/healthz/ping", &["GET", "HEAD"], 200),
+    ("/healthz/log", &["GET", "HEAD"], 200),
+    ("/healthz/syncloop", &["GET", "HEAD"], 200),
+    ("/pods", &["GET", "HEAD"], 200),
+    ("/runningpods/", &["GET", "HEAD"], 200),
+    ("/metrics", &["GET", "HEAD"], 200),
+    ("/metrics/probes", &["GET", "HEAD"], 200),
+    ("/configz", &["GET", "HEAD"], 200),
+    // Unknown pod: routed, then not found.
+    ("/containerLogs/default/nopod/c", &["GET", "HEAD"], 404),
+    ("/run/default/nopod/c?cmd=id", &["POST"], 404),
+    (
+        "/exec/default/nopod/c?command=id&stdout=1",
+        &["GET", "POST"],
+        404,
+    ),
+    ("/attach/default/nopod/c?stdout=1", &["GET", "POST"], 404),
+    ("/portForward/default/nopod?port=80", &["GET", "POST"], 404),
+    // Not served (or disabled): 404 for every method once authorized.
+    ("/logs/", &[], 404),
+    ("/logs/audit/audit.log", &[], 404),
+    ("/debug/pprof/cmdline", &[], 404),
+    ("/debug/flags/v", &[], 404),
+    ("/checkpoint/default/p/c", &[], 404),
+    ("/stats/summary", &[], 404),
+    ("/spec/", &[], 404),
+    ("/metrics/cadvisor", &[], 404),
+    ("/cri/exec/x?cmd=id", &[], 404),
+    ("/", &[], 404),
+];
