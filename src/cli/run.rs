@@ -17,6 +17,7 @@ fn init_logging(v: u8, format: LogFormat) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},h2=info,tower=info,hyper_util=info")));
+    crate::config::node::set_process_log_format(format);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -860,7 +860,7 @@ pub fn parse_value(kind: Kind, raw: &str, previous: Option<Value>) -> Result<Val
 /// the warnings to log once.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overlay {
-    /// (flag name, dotted field path, value), in command-line order.
+    /// (flag name, dotted field path, value), in table order (no two flags set one field).
     pub fields: Vec<(&'static str, &'static str, Value)>,
     pub node_labels: BTreeMap<String, String>,
     pub warnings: Vec<String>,
@@ -1047,9 +1047,11 @@ mod tests {
 
     fn fields(args: &[&str]) -> Result<Vec<(&'static str, Value)>, String> {
         let f = parse(args).map_err(|e| e.to_string())?;
-        overlay(&f.upstream)
+        let mut v: Vec<_> = overlay(&f.upstream)
             .map(|o| o.fields.into_iter().map(|(_, p, v)| (p, v)).collect())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        Ok(v)
     }
 
     #[test]
@@ -1089,13 +1091,14 @@ mod tests {
 
     #[test]
     fn both_value_forms_and_pflag_booleans() {
-        let want = vec![
+        let mut want = vec![
             ("readOnlyPort", Value::from(0)),
             ("syncFrequency", Value::from("30s")),
             ("authentication.anonymous.enabled", Value::Bool(false)),
             ("protectKernelDefaults", Value::Bool(true)),
             ("makeIPTablesUtilChains", Value::Bool(true)),
         ];
+        want.sort_by(|a, b| a.0.cmp(b.0));
         let eq = fields(&[
             "--read-only-port=0",
             "--sync-frequency=30s",

@@ -62,6 +62,18 @@ impl Default for NodeAllocatableEnforcement {
     }
 }
 
+/// The log format this process chose at startup, so processes it starts (the mount
+/// helper) log the same way on the shared stderr.
+static PROCESS_LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+pub fn set_process_log_format(f: LogFormat) {
+    let _ = PROCESS_LOG_FORMAT.set(f);
+}
+
+pub fn process_log_format() -> LogFormat {
+    PROCESS_LOG_FORMAT.get().copied().unwrap_or(LogFormat::Text)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
