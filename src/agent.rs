@@ -127,7 +127,7 @@ pub async fn run(
     ));
     let capacity = crate::resources::Capacity::measure(
         config.max_pods,
-        0,
+        config.node.pods_per_core,
         crate::node::info::filesystem_size(&config.root_dir),
     );
     let allocatable = match &capacity {
@@ -151,7 +151,9 @@ pub async fn run(
             None
         }
     };
-    let node_limits = capacity.as_ref().ok().map(|cap| {
+    // enforceNodeAllocatable `pods`: the kubepods cgroup is limited; without it, not.
+    let enforce_pods = config.node.node_allocatable.pods;
+    let node_limits = capacity.as_ref().ok().filter(|_| enforce_pods).map(|cap| {
         crate::resources::node_allocatable_limits(
             cap,
             &config.cluster.kube_reserved,
@@ -202,8 +204,15 @@ pub async fn run(
     let (probes, probe_updates) =
         crate::probe::ProbeManager::new(Arc::new(crate::pod::probes::CriExec(cri.clone())));
     let kube = api.as_ref().map(|a| a.client.clone());
-    let secure =
-        start_secure_api(&config, &cri, &snapshots, &health, &probes, started, kube).await?;
+    let secure = if config.node.enable_server {
+        start_secure_api(&config, &cri, &snapshots, &health, &probes, started, kube).await?
+    } else {
+        tracing::info!(
+            port = config.port,
+            "enableServer is false: the kubelet API is not served"
+        );
+        None
+    };
     let ctx = Arc::new(WorkerContext {
         probes,
         cri,

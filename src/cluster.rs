@@ -105,6 +105,7 @@ pub fn start_node(
             kubelet_version: info::kubelet_version(),
             arch: info::arch().to_owned(),
             kubelet_port: config.port,
+            extra_labels: config.cluster.node_labels.clone(),
         };
         let agent = Arc::new(NodeAgent {
             api: inputs.api.clone(),

@@ -42,6 +42,9 @@ pub struct MountHelperArgs {
     /// The agent's pods directory (<root-dir>/pods)
     #[arg(long, value_name = "DIR")]
     pub pods_dir: PathBuf,
+    /// text or json: the agent's log format (they share stderr)
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
 }
 
 pub fn run(args: ConfinementArgs) -> anyhow::Result<()> {
@@ -78,13 +81,15 @@ fn probe(args: ProbeArgs) -> anyhow::Result<()> {
 }
 
 pub fn mount_helper(args: MountHelperArgs) -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match args.log_format.as_str() {
+        "json" => builder.json().flatten_event(true).try_init(),
+        _ => builder.with_ansi(false).try_init(),
+    };
     confine::helper::main(&args.pods_dir)
 }

@@ -5,12 +5,13 @@ pub mod confinement;
 pub mod logs;
 pub mod pods;
 pub mod run;
+pub mod version;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{DEFAULT_ROOT_DIR, RunFlags};
+use crate::config::{DEFAULT_ROOT_DIR, RunArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,8 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the node agent.
-    Run(RunFlags),
+    /// Run the node agent (upstream kubelet flags are accepted; see README).
+    Run(RunArgs),
     /// List the running agent's pods, like `kubectl get pods`.
     Pods(pods::PodsArgs),
     /// Print a container's log.
@@ -34,6 +35,9 @@ pub enum Command {
     /// Show how the running agent is confined (capabilities, NoNewPrivs, seccomp,
     /// landlock, mount helper).
     Confinement(confinement::ConfinementArgs),
+    /// Print ironlet's version, the Kubernetes version it implements, the git commit and
+    /// the build profile.
+    Version(version::VersionArgs),
     /// The privileged mount helper; started by the agent itself.
     #[command(hide = true)]
     MountHelper(confinement::MountHelperArgs),
@@ -47,16 +51,56 @@ pub struct RootDirArg {
     pub root_dir: PathBuf,
 }
 
+/// The binary invoked as `kubelet` (a symlink or copy named so): upstream's command line,
+/// `kubelet [flags]`, behaving as `ironlet run`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubelet",
+    about = "ironlet as a drop-in kubelet: the upstream command line, behaving as `ironlet run`",
+    disable_version_flag = true
+)]
+pub struct KubeletCli {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Whether argv[0] names the kubelet (`kubelet`, `/usr/bin/kubelet`).
+pub fn invoked_as_kubelet(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .is_some_and(|n| n == "kubelet")
+}
+
+fn run_upstream(args: RunArgs) -> anyhow::Result<()> {
+    let flags = args.into_flags();
+    if let Some(form) = flags.upstream.version()
+        && version::print_kubelet_version(form)?
+    {
+        return Ok(());
+    }
+    run::run(flags)
+}
+
 /// Parses the command line and runs the subcommand; returns the process exit code.
 pub fn main() -> i32 {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if invoked_as_kubelet(&argv0) {
+        let cli = KubeletCli::parse();
+        return exit_code(run_upstream(cli.run));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(flags) => run::run(flags),
+        Command::Run(args) => run_upstream(args),
+        Command::Version(args) => version::run(args),
         Command::Pods(args) => pods::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Confinement(args) => confinement::run(args),
         Command::MountHelper(args) => confinement::mount_helper(args),
     };
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {

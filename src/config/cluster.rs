@@ -30,6 +30,9 @@ pub struct Cluster {
     pub kube_reserved: Reserved,
     pub system_reserved: Reserved,
     pub eviction_hard: HardEviction,
+    /// `--node-labels`, validated as upstream (kubelet-settable keys only); set at
+    /// registration next to the labels the agent owns.
+    pub node_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Upstream defaults (KubeletConfiguration v1beta1).
@@ -146,6 +149,7 @@ pub(super) fn build(
         kube_reserved: reserved("kubeReserved", &raw.kube_reserved)?,
         system_reserved: reserved("systemReserved", &raw.system_reserved)?,
         eviction_hard,
+        node_labels: std::collections::BTreeMap::new(),
     })
 }
 

@@ -6,7 +6,8 @@
 //! strictly but only logs a warning for unknown or duplicate fields and carries on, so a typo
 //! such as `anonymous: {enabeld: true}` or `authorisation:` passes silently. Here a name that is
 //! not an upstream v1beta1 field is an error naming it. Upstream fields that ironlet does not
-//! implement yet ([`NOT_IMPLEMENTED_FIELDS`]) are accepted with exactly one warning each.
+//! implement are handled by [`super::fields`]: warned once each, or refused unless they keep
+//! upstream's default.
 
 use std::io::Read;
 use std::path::Path;
@@ -77,6 +78,37 @@ pub struct KubeletConfiguration {
     pub kube_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub system_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub eviction_hard: Option<std::collections::BTreeMap<String, String>>,
+    pub enable_server: Option<bool>,
+    pub protect_kernel_defaults: Option<bool>,
+    pub fail_swap_on: Option<bool>,
+    pub memory_swap: Option<MemorySwapConfiguration>,
+    pub pods_per_core: Option<i64>,
+    pub enforce_node_allocatable: Option<Vec<String>>,
+    pub kube_reserved_cgroup: Option<String>,
+    pub system_reserved_cgroup: Option<String>,
+    /// Upstream: TLS curve IDs (numbers, as Go's tls.CurveID); names are accepted too.
+    #[serde(rename = "tlsCurvePreferences")]
+    pub tls_curve_preferences: Option<Vec<Value>>,
+    pub logging: Option<LoggingConfiguration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MemorySwapConfiguration {
+    pub swap_behavior: Option<String>,
+}
+
+/// component-base LoggingConfiguration. `format` and `verbosity` are implemented; the
+/// others are decoded so they can be warned by name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingConfiguration {
+    pub format: Option<String>,
+    /// A duration string, or nanoseconds as a number (upstream accepts both).
+    pub flush_frequency: Option<Value>,
+    pub verbosity: Option<u32>,
+    pub vmodule: Option<Value>,
+    pub options: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -174,6 +206,27 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "kubeReserved",
             "systemReserved",
             "evictionHard",
+            "enableServer",
+            "protectKernelDefaults",
+            "failSwapOn",
+            "memorySwap",
+            "podsPerCore",
+            "enforceNodeAllocatable",
+            "kubeReservedCgroup",
+            "systemReservedCgroup",
+            "tlsCurvePreferences",
+            "logging",
+        ],
+    ),
+    ("memorySwap", &["swapBehavior"]),
+    (
+        "logging",
+        &[
+            "format",
+            "flushFrequency",
+            "verbosity",
+            "vmodule",
+            "options",
         ],
     ),
     ("authentication", &["anonymous", "webhook", "x509"]),
@@ -187,94 +240,22 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Top-level KubeletConfiguration v1beta1 fields (k8s.io/kubelet config/v1beta1 types.go,
-/// 1.33-1.36) that ironlet recognises but does not implement yet.
-pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
-    "enableServer",
-    "httpCheckFrequency",
-    "staticPodURL",
-    "staticPodURLHeader",
-    "tlsCurvePreferences",
-    "rotateCertificates",
-    "serverTLSBootstrap",
-    "registryPullQPS",
-    "registryBurst",
-    "imagePullCredentialsVerificationPolicy",
-    "preloadedImagesVerificationAllowlist",
-    "enableContentionProfiling",
-    "oomScoreAdj",
-    "imageMinimumGCAge",
-    "imageMaximumGCAge",
-    "imageGCHighThresholdPercent",
-    "imageGCLowThresholdPercent",
-    "volumeStatsAggPeriod",
-    "kubeletCgroups",
-    "systemCgroups",
-    "cgroupDriver",
-    "cpuManagerPolicy",
-    "singleProcessOOMKill",
-    "cpuManagerPolicyOptions",
-    "cpuManagerReconcilePeriod",
-    "draManagerReconcilePeriod",
-    "memoryManagerPolicy",
-    "topologyManagerPolicy",
-    "topologyManagerScope",
-    "topologyManagerPolicyOptions",
-    "qosReserved",
-    "hairpinMode",
-    "podCIDR",
-    "runOnce",
-    "cpuCFSQuotaPeriod",
-    "nodeStatusMaxImages",
-    "maxOpenFiles",
-    "contentType",
-    "serializeImagePulls",
-    "maxParallelImagePulls",
-    "evictionSoft",
-    "evictionSoftGracePeriod",
-    "evictionPressureTransitionPeriod",
-    "evictionMaxPodGracePeriod",
-    "evictionMinimumReclaim",
-    "mergeDefaultEvictionSettings",
-    "podsPerCore",
-    "enableControllerAttachDetach",
-    "protectKernelDefaults",
-    "makeIPTablesUtilChains",
-    "iptablesMasqueradeBit",
-    "iptablesDropBit",
-    "featureGates",
-    "failSwapOn",
-    "memorySwap",
-    "containerLogMaxWorkers",
-    "containerLogMonitorInterval",
-    "configMapAndSecretChangeDetectionStrategy",
-    "reservedSystemCPUs",
-    "showHiddenMetricsForVersion",
-    "systemReservedCgroup",
-    "kubeReservedCgroup",
-    "enforceNodeAllocatable",
-    "allowedUnsafeSysctls",
-    "volumePluginDir",
-    "providerID",
-    "kernelMemcgNotification",
-    "logging",
-    "enableSystemLogQuery",
-    "shutdownGracePeriod",
-    "shutdownGracePeriodCriticalPods",
-    "shutdownGracePeriodByPodPriority",
-    "crashLoopBackOff",
-    "reservedMemory",
-    "enableProfilingHandler",
-    "enableDebugFlagsHandler",
-    "seccompDefault",
-    "memoryThrottlingFactor",
-    "memoryReservationPolicy",
-    "tracing",
-    "localStorageCapacityIsolation",
-    "imageServiceEndpoint",
-    "failCgroupV1",
-    "userNamespaces",
-];
+/// Whether `name` is a top-level upstream field (decoded here, or in [`super::fields`]).
+pub fn is_known_field(name: &str) -> bool {
+    top_level_implemented().contains(&name) || super::fields::disposition(name).is_some()
+}
+
+fn top_level_implemented() -> &'static [&'static str] {
+    IMPLEMENTED_FIELDS
+        .iter()
+        .find(|(p, _)| p.is_empty())
+        .map_or(&[][..], |(_, names)| *names)
+}
+
+/// Top-level upstream fields this module does not decode: their fate is [`super::fields`].
+fn not_implemented(name: &str) -> bool {
+    !top_level_implemented().contains(&name) && super::fields::disposition(name).is_some()
+}
 
 /// A decoded file and one warning per recognised-but-unimplemented field it sets.
 #[derive(Debug, Clone, PartialEq)]
@@ -285,6 +266,39 @@ pub struct ParsedFile {
 
 /// Reads and decodes `path` (YAML or JSON).
 pub fn read(path: &Path) -> Result<ParsedFile, ConfigError> {
+    let doc = read_document(path)?;
+    decode(Source { file: Some(path) }, doc, &|_| None)
+}
+
+/// Decodes file contents; `path` is used in messages only.
+pub fn parse(path: &Path, text: &str) -> Result<ParsedFile, ConfigError> {
+    let doc = parse_document(path, text)?;
+    decode(Source { file: Some(path) }, doc, &|_| None)
+}
+
+/// The file as a checked document: YAML or JSON, the type header, and only upstream field
+/// names (unknown names are errors).
+pub fn parse_document(path: &Path, text: &str) -> Result<Map<String, Value>, ConfigError> {
+    let src = Source { file: Some(path) };
+    let malformed = |message: String| ConfigError::Malformed {
+        path: path.to_path_buf(),
+        message,
+    };
+    // JSON is YAML, so one parser serves both; it also rejects duplicate keys, which a JSON
+    // parser into a map would silently let the last one win.
+    let doc: Value = serde_saphyr::from_str(text).map_err(|e| malformed(yaml_message(&e)))?;
+    let Value::Object(top) = doc else {
+        return Err(malformed(format!(
+            "expected a {KIND} mapping at the top level"
+        )));
+    };
+    check_type_meta(src, &top)?;
+    check_field_names(src, "", &top)?;
+    Ok(top)
+}
+
+/// Reads and checks `path` as a document (see [`parse_document`]).
+pub fn read_document(path: &Path) -> Result<Map<String, Value>, ConfigError> {
     let read_err = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -298,34 +312,69 @@ pub fn read(path: &Path) -> Result<ParsedFile, ConfigError> {
             "larger than {MAX_FILE_BYTES} bytes"
         ))));
     }
-    parse(path, &text)
+    parse_document(path, &text)
 }
 
-/// Decodes file contents; `path` is used in messages only.
-pub fn parse(path: &Path, text: &str) -> Result<ParsedFile, ConfigError> {
-    let src = Source { file: Some(path) };
-    let malformed = |message: String| ConfigError::Malformed {
-        path: path.to_path_buf(),
-        message,
-    };
-    // JSON is YAML, so one parser serves both; it also rejects duplicate keys, which a JSON
-    // parser into a map would silently let the last one win.
-    let doc: Value = serde_saphyr::from_str(text).map_err(|e| malformed(yaml_message(&e)))?;
-    let Value::Object(mut top) = doc else {
-        return Err(malformed(format!(
-            "expected a {KIND} mapping at the top level"
-        )));
-    };
-    check_type_meta(src, &top)?;
-    check_field_names(src, "", &top)?;
+/// Sets the dotted `path` in `doc` to `value`, creating the objects on the way (a flag over
+/// the file: the flag wins).
+pub fn set_path(doc: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut parts = path.split('.').peekable();
+    let mut current = doc;
+    while let Some(key) = parts.next() {
+        if parts.peek().is_none() {
+            current.insert(key.to_owned(), value);
+            return;
+        }
+        let entry = current
+            .entry(key.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        let Value::Object(next) = entry else { return };
+        current = next;
+    }
+}
 
+/// Applies [`super::fields`] to the fields this module does not decode (warn, or refuse a
+/// value that is not upstream's default), then decodes the rest. `flag_of` says which flag
+/// set a field, so messages name it.
+pub(crate) fn decode(
+    src: Source,
+    mut top: Map<String, Value>,
+    flag_of: &dyn Fn(&str) -> Option<&'static str>,
+) -> Result<ParsedFile, ConfigError> {
     let mut warnings = Vec::new();
-    for name in NOT_IMPLEMENTED_FIELDS {
-        if top.remove(*name).is_some() {
-            warnings.push(format!(
-                "{}: {name}: recognised {KIND} field is not implemented by ironlet yet; ignored",
-                path.display()
-            ));
+    let names: Vec<String> = top.keys().filter(|k| not_implemented(k)).cloned().collect();
+    for name in names {
+        let Some(value) = top.remove(&name) else {
+            continue;
+        };
+        let Some(field) = super::fields::disposition(&name) else {
+            continue;
+        };
+        let at = match flag_of(&name) {
+            Some(flag) => format!("--{flag} ({name})"),
+            None => match src.file {
+                Some(p) => format!("{}: {name}", p.display()),
+                None => name.clone(),
+            },
+        };
+        match field.disposition.refusal() {
+            Some(accept) if !accept.accepts(&value) => {
+                return Err(src.invalid(
+                    name.as_str(),
+                    format!(
+                        "{value}: not implemented by ironlet ({}), so only upstream's default is accepted; remove it",
+                        field.why
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => warnings.push(format!(
+                "{at}: recognised {KIND} field is not implemented by ironlet yet ({}); ignored",
+                field.why
+            )),
         }
     }
     let doc = Value::Object(top);
@@ -370,10 +419,10 @@ fn check_field_names(
         .find(|(p, _)| *p == parent)
         .map_or(&[][..], |(_, names)| *names);
     // Only the top level carries fields ironlet recognises without implementing.
-    let unimplemented: &[&str] = if parent.is_empty() {
-        NOT_IMPLEMENTED_FIELDS
+    let unimplemented: Vec<&str> = if parent.is_empty() {
+        super::fields::FIELDS.iter().map(|f| f.name).collect()
     } else {
-        &[]
+        Vec::new()
     };
     for (key, value) in obj {
         let path = if parent.is_empty() {
@@ -384,7 +433,7 @@ fn check_field_names(
         if !known.contains(&key.as_str()) && !unimplemented.contains(&key.as_str()) {
             let hint = known
                 .iter()
-                .chain(unimplemented)
+                .chain(unimplemented.iter())
                 .find(|k| k.eq_ignore_ascii_case(key))
                 .map(|k| format!(" (did you mean {k:?}?)"))
                 .unwrap_or_default();
@@ -450,10 +499,13 @@ mod tests {
     fn implemented_and_not_implemented_lists_are_consistent() {
         for (parent, names) in IMPLEMENTED_FIELDS {
             for name in *names {
-                assert!(
-                    !NOT_IMPLEMENTED_FIELDS.contains(name),
-                    "{name} in both lists"
-                );
+                if parent.is_empty() {
+                    let d = super::super::fields::disposition(name).map(|f| f.disposition);
+                    assert!(
+                        d.is_none() || d == Some(super::super::fields::Disposition::Implemented),
+                        "{name} is decoded here but the fields table does not say implemented"
+                    );
+                }
                 let mut probe = serde_json::json!({ *name: null });
                 for p in parent.split('.').filter(|p| !p.is_empty()).rev() {
                     probe = serde_json::json!({ p: probe });
@@ -462,14 +514,13 @@ mod tests {
                 assert!(decoded.is_ok(), "{parent}.{name}: {decoded:?}");
             }
         }
-        let mut sorted = NOT_IMPLEMENTED_FIELDS.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(
-            sorted.len(),
-            NOT_IMPLEMENTED_FIELDS.len(),
-            "duplicate names"
-        );
+        // Every field the table calls implemented is decoded here.
+        for name in super::super::fields::implemented() {
+            assert!(
+                top_level_implemented().contains(&name),
+                "{name} is not decoded"
+            );
+        }
     }
 
     #[test]
@@ -570,14 +621,14 @@ tlsCipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
     #[test]
     fn not_implemented_fields_warn_exactly_once_each() {
         let text = format!(
-            "{HEAD}featureGates: {{Foo: true}}\nimageGCHighThresholdPercent: 80\nseccompDefault: true\nmaxPods: 10\n"
+            "{HEAD}featureGates: {{Foo: true}}\nimageGCHighThresholdPercent: 80\nregistryBurst: 20\nmaxPods: 10\n"
         );
         let parsed = parse_str(&text).unwrap();
         assert_eq!(parsed.warnings.len(), 3, "{:?}", parsed.warnings);
         for name in [
             "featureGates",
             "imageGCHighThresholdPercent",
-            "seccompDefault",
+            "registryBurst",
         ] {
             let hits = parsed
                 .warnings

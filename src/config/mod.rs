@@ -20,9 +20,11 @@
 pub mod cluster;
 mod duration;
 mod error;
+pub mod fields;
 pub mod file;
-mod flags;
+pub mod flags;
 mod names;
+pub mod node;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -30,8 +32,9 @@ use std::time::Duration;
 
 pub use duration::{DurationError, parse_duration};
 pub use error::ConfigError;
-pub use flags::{DEFAULT_ROOT_DIR, RunFlags};
+pub use flags::{DEFAULT_ROOT_DIR, RunArgs, RunFlags};
 pub use names::{validate_dns1123_label, validate_dns1123_subdomain};
+pub use node::{LogFormat, NodeAllocatableEnforcement, NodeSettings};
 
 use error::Source;
 use file::KubeletConfiguration;
@@ -103,6 +106,9 @@ pub struct Config {
     pub authorization_policy_file: Option<PathBuf>,
     /// Cluster mode (API server) settings and node reservations.
     pub cluster: cluster::Cluster,
+    /// enableServer, the startup host checks, podsPerCore, enforceNodeAllocatable, TLS
+    /// groups and the log format.
+    pub node: NodeSettings,
 }
 
 /// Client authentication on the kubelet API. There is no anonymous option to represent.
@@ -146,16 +152,43 @@ pub struct Loaded {
 }
 
 impl Config {
-    /// Reads `--config` (if any), applies defaults, lets flags override, and validates.
+    /// Reads `--config` (if any), lays the upstream flags over it (flags win), applies
+    /// defaults and validates. An error about a value a flag set names the flag.
     pub fn load(flags: &RunFlags) -> Result<Loaded, ConfigError> {
-        let (raw, warnings) = match &flags.config {
-            Some(path) => {
-                let parsed = file::read(path)?;
-                (parsed.config, parsed.warnings)
-            }
-            None => (KubeletConfiguration::default(), Vec::new()),
+        let overlay = flags::overlay(&flags.upstream).map_err(|e| ConfigError::Invalid {
+            file: None,
+            field: format!("--{}", e.flag),
+            problem: e.problem,
+        })?;
+        let mut doc = match &flags.config {
+            Some(path) => file::read_document(path)?,
+            None => serde_json::Map::new(),
         };
-        let config = Self::build(flags, &raw, read_hostname)?;
+        for (_, path, value) in &overlay.fields {
+            file::set_path(&mut doc, path, value.clone());
+        }
+        let src = Source {
+            file: flags.config.as_deref(),
+        };
+        let attribute = |e: ConfigError| attribute_to_flag(&overlay, e);
+        let parsed = file::decode(src, doc, &|f| overlay.flag_for(f)).map_err(attribute)?;
+        let mut config = Self::build(flags, &parsed.config, read_hostname).map_err(attribute)?;
+        config.cluster.node_labels = overlay.node_labels.clone();
+        let mut warnings = overlay.warnings;
+        warnings.extend(parsed.warnings);
+        if let Some(l) = &parsed.config.logging {
+            for (name, set) in [
+                ("flushFrequency", l.flush_frequency.is_some()),
+                ("vmodule", l.vmodule.is_some()),
+                ("options", l.options.is_some()),
+            ] {
+                if set {
+                    warnings.push(format!(
+                        "logging.{name}: not implemented by ironlet (logs are written as they happen); ignored"
+                    ));
+                }
+            }
+        }
         Ok(Loaded { config, warnings })
     }
 
@@ -308,7 +341,13 @@ impl Config {
                 Some(n) => n,
             },
             cpu_cfs_quota: raw.cpu_cfs_quota.unwrap_or(true),
-            verbosity: flags.v,
+            // --v wins over logging.verbosity, as flags over the file.
+            verbosity: match raw.logging.as_ref().and_then(|l| l.verbosity) {
+                Some(v) if flags.v == 0 => u8::try_from(v).map_err(|_| {
+                    src.invalid("logging.verbosity", format!("{v} must be at most 255"))
+                })?,
+                _ => flags.v,
+            },
             streaming_connection_idle_timeout: streaming_idle_timeout(src, raw)?,
             enable_debugging_handlers: raw.enable_debugging_handlers.unwrap_or(true),
             enable_system_log_handler: raw.enable_system_log_handler.unwrap_or(false),
@@ -322,7 +361,34 @@ impl Config {
                 other => other.clone(),
             },
             cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
+            node: node::build(src, raw, raw.cgroups_per_qos.unwrap_or(true))?,
         })
+    }
+}
+
+/// An error about a field that a flag set is reported against the flag (and the field).
+fn attribute_to_flag(overlay: &flags::Overlay, e: ConfigError) -> ConfigError {
+    let Some(flag) = e.field().and_then(|f| overlay.flag_for(f)) else {
+        return e;
+    };
+    match e {
+        ConfigError::Invalid { field, problem, .. } => ConfigError::Invalid {
+            file: None,
+            field: format!("--{flag}"),
+            problem: format!("{field}: {problem}"),
+        },
+        ConfigError::Insecure {
+            field,
+            problem,
+            cis,
+            ..
+        } => ConfigError::Insecure {
+            file: None,
+            field: format!("--{flag}"),
+            problem: format!("{field}: {problem}"),
+            cis,
+        },
+        other => other,
     }
 }
 
@@ -644,6 +710,7 @@ mod tests {
             enable_system_log_handler: false,
             authorization_policy_file: None,
             cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
+            node: NodeSettings::default(),
         };
         assert_eq!(loaded.config, want);
         // A file with only the type header yields the same defaults.
@@ -1063,6 +1130,192 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
             "unix:/run/a.sock",
         ] {
             assert!(unix_socket_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn with_upstream(config: Option<&Path>, pairs: &[(&str, &str)]) -> RunFlags {
+        RunFlags {
+            upstream: flags::UpstreamFlags::from_pairs(pairs).unwrap(),
+            ..flags(config)
+        }
+    }
+
+    #[test]
+    fn upstream_flags_override_the_file() {
+        let f = temp_file(
+            ".yaml",
+            &format!(
+                "{HEAD}maxPods: 30
+syncFrequency: 5s
+enableServer: true
+"
+            ),
+        );
+        let run = with_upstream(
+            Some(f.path()),
+            &[
+                ("max-pods", "40"),
+                ("enable-server", "false"),
+                ("pods-per-core", "4"),
+                ("kube-reserved", "cpu=100m,memory=1Gi"),
+                ("tls-min-version", "VersionTLS13"),
+                ("logging-format", "json"),
+            ],
+        );
+        let loaded = Config::load(&run).unwrap();
+        let c = loaded.config;
+        assert_eq!(c.max_pods, 40);
+        assert_eq!(
+            c.sync_frequency,
+            secs(5),
+            "the file still applies where no flag is given"
+        );
+        assert!(!c.node.enable_server);
+        assert_eq!(c.node.pods_per_core, 4);
+        assert_eq!(c.cluster.kube_reserved.memory_bytes, 1 << 30);
+        assert_eq!(c.tls.min_version.as_deref(), Some("VersionTLS13"));
+        assert_eq!(c.node.log_format, LogFormat::Json);
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.starts_with("Flag --max-pods has been deprecated")),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn insecure_flags_are_refused_naming_the_flag_and_cis_id() {
+        // The file is secure; each flag alone makes it insecure.
+        let f = temp_file(
+            ".yaml",
+            &format!(
+                "{HEAD}readOnlyPort: 0
+authentication: {{anonymous: {{enabled: false}}}}
+"
+            ),
+        );
+        for (flag, value, cis) in [
+            ("anonymous-auth", "true", "4.2.1"),
+            ("authorization-mode", "AlwaysAllow", "4.2.2"),
+            ("read-only-port", "10255", "4.2.4"),
+            ("streaming-connection-idle-timeout", "0s", "4.2.5"),
+            ("tls-min-version", "VersionTLS10", "4.2.12"),
+            (
+                "tls-cipher-suites",
+                "TLS_RSA_WITH_AES_128_CBC_SHA",
+                "4.2.12",
+            ),
+        ] {
+            let err = Config::load(&with_upstream(Some(f.path()), &[(flag, value)])).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Insecure { cis: c, .. } if *c == cis),
+                "{flag}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(msg.starts_with(&format!("--{flag}: ")), "{msg}");
+            assert!(
+                msg.contains(&format!("CIS Kubernetes Benchmark {cis}")),
+                "{msg}"
+            );
+        }
+        // And the secure forms pass.
+        let ok = with_upstream(
+            Some(f.path()),
+            &[
+                ("anonymous-auth", "false"),
+                ("authorization-mode", "Webhook"),
+                ("read-only-port", "0"),
+                ("protect-kernel-defaults", "true"),
+                ("make-iptables-util-chains", "true"),
+                ("tls-min-version", "VersionTLS12"),
+            ],
+        );
+        let c = Config::load(&ok).unwrap().config;
+        assert!(c.node.protect_kernel_defaults);
+    }
+
+    #[test]
+    fn not_implemented_fields_are_refused_unless_default() {
+        for (body, field) in [
+            ("seccompDefault: true\n", "seccompDefault"),
+            ("cpuManagerPolicy: static\n", "cpuManagerPolicy"),
+            ("staticPodURL: http://example.com/pods\n", "staticPodURL"),
+            ("shutdownGracePeriod: 30s\n", "shutdownGracePeriod"),
+            ("cgroupDriver: systemd\n", "cgroupDriver"),
+            ("evictionSoft: {memory.available: 1Gi}\n", "evictionSoft"),
+        ] {
+            let (path, err) = load_err(body);
+            assert!(
+                err.to_string().starts_with(&format!("{path}: {field}: ")),
+                "{err}"
+            );
+            assert!(err.to_string().contains("not implemented"), "{err}");
+        }
+        // Upstream's defaults pass, and harmless fields warn.
+        let (_f, loaded) = load_yaml(
+            "seccompDefault: false\ncpuManagerPolicy: none\ncgroupDriver: cgroupfs\n\
+             shutdownGracePeriod: 0s\nstaticPodURL: \"\"\nimageGCHighThresholdPercent: 90\n",
+        );
+        let warnings = loaded.unwrap().warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("imageGCHighThresholdPercent"));
+        // A flag that sets a refused field is named.
+        let e = Config::load(&with_upstream(None, &[("cgroup-driver", "systemd")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("--cgroup-driver: cgroupDriver: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn node_settings_are_validated() {
+        let c = load_yaml(
+            "enforceNodeAllocatable: [pods, kube-reserved]\nkubeReservedCgroup: /kube.slice\n\
+             tlsCurvePreferences: [29, secp256r1]\nfailSwapOn: false\nmemorySwap: {swapBehavior: NoSwap}\n",
+        )
+        .1
+        .unwrap()
+        .config;
+        assert_eq!(
+            c.node.node_allocatable,
+            NodeAllocatableEnforcement {
+                pods: true,
+                kube_reserved_cgroup: Some("/kube.slice".into()),
+                system_reserved_cgroup: None,
+            }
+        );
+        assert_eq!(c.node.tls_curve_preferences, vec!["X25519", "secp256r1"]);
+        assert!(!c.node.fail_swap_on);
+        let none = load_yaml("enforceNodeAllocatable: []\n").1.unwrap().config;
+        assert!(!none.node.node_allocatable.pods);
+        for (body, field) in [
+            (
+                "enforceNodeAllocatable: [kube-reserved]\n",
+                "enforceNodeAllocatable",
+            ),
+            (
+                "enforceNodeAllocatable: [none, pods]\n",
+                "enforceNodeAllocatable",
+            ),
+            (
+                "enforceNodeAllocatable: [everything]\n",
+                "enforceNodeAllocatable",
+            ),
+            ("cgroupsPerQOS: false\n", "enforceNodeAllocatable"),
+            ("kubeReservedCgroup: kube\n", "kubeReservedCgroup"),
+            ("tlsCurvePreferences: [4588]\n", "tlsCurvePreferences[0]"),
+            ("tlsCurvePreferences: [7]\n", "tlsCurvePreferences[0]"),
+            (
+                "memorySwap: {swapBehavior: LimitedSwap}\n",
+                "memorySwap.swapBehavior",
+            ),
+            ("podsPerCore: -1\n", "podsPerCore"),
+            ("logging: {format: xml}\n", "logging.format"),
+        ] {
+            let (_, err) = load_err(body);
+            assert_eq!(err.field(), Some(field), "{body}: {err}");
         }
     }
 }

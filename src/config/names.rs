@@ -48,6 +48,81 @@ pub fn validate_dns1123_subdomain(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Label key namespaces and keys a kubelet may set on its own Node (k8s.io/kubelet/pkg/apis
+/// KubeletLabelNamespaces and KubeletLabels); NodeRestriction refuses the rest.
+const KUBELET_LABEL_NAMESPACES: &[&str] = &["kubelet.kubernetes.io", "node.kubernetes.io"];
+const KUBELET_LABELS: &[&str] = &[
+    "kubernetes.io/hostname",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "beta.kubernetes.io/instance-type",
+    "node.kubernetes.io/instance-type",
+    "beta.kubernetes.io/os",
+    "beta.kubernetes.io/arch",
+    "kubernetes.io/os",
+    "kubernetes.io/arch",
+];
+
+/// `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?`, at most 63 characters (a qualified name's
+/// name part and a label value).
+fn is_label_value_shaped(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    let b = s.as_bytes();
+    b.len() <= LABEL_MAX
+        && match (b.first(), b.last()) {
+            (Some(&f), Some(&l)) => {
+                alnum(f)
+                    && alnum(l)
+                    && b.iter()
+                        .all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
+            }
+            _ => false,
+        }
+}
+
+/// A `--node-labels` entry, as upstream's ValidateKubeletFlags: the key is a qualified name,
+/// the value a label value, and a key in the kubernetes.io or k8s.io namespaces must be one
+/// a kubelet may set (NodeRestriction would refuse the Node otherwise).
+pub fn validate_node_label(key: &str, value: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if !is_label_value_shaped(name)
+        || prefix.is_some_and(|p| validate_dns1123_subdomain(p).is_err())
+    {
+        return Err(format!(
+            "invalid node label key {key:?}: must be a qualified name ([prefix/]name, name of at most 63 alphanumerics, '-', '_' or '.')"
+        ));
+    }
+    if !value.is_empty() && !is_label_value_shaped(value) {
+        return Err(format!(
+            "invalid node label value {value:?} for {key:?}: at most 63 alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric"
+        ));
+    }
+    let k8s_namespace = prefix.is_some_and(|p| {
+        ["kubernetes.io", "k8s.io"]
+            .iter()
+            .any(|ns| p == *ns || p.ends_with(&format!(".{ns}")))
+    });
+    let kubelet_label = KUBELET_LABELS.contains(&key)
+        || prefix.is_some_and(|p| {
+            KUBELET_LABEL_NAMESPACES
+                .iter()
+                .any(|ns| p == *ns || p.ends_with(&format!(".{ns}")))
+        });
+    if k8s_namespace && !kubelet_label {
+        return Err(format!(
+            "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels: [{key}]\n--node-labels in the 'kubernetes.io' namespace must begin with an allowed prefix ({}) or be in the specifically allowed set ({})",
+            KUBELET_LABEL_NAMESPACES.join(", "),
+            KUBELET_LABELS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! Each runs as its own task over the shared API client and keeps going through API
 //! outages (a failed request is retried on the next tick; nothing here touches pods).
 
+pub mod host;
 pub mod info;
 pub mod status;
 

@@ -36,6 +36,8 @@ pub struct NodeFacts {
     pub kubelet_version: String,
     pub arch: String,
     pub kubelet_port: u16,
+    /// `--node-labels` (validated kubelet-settable keys); the agent's own labels win.
+    pub extra_labels: BTreeMap<String, String>,
 }
 
 /// Why the node is or is not ready, from the runtime and the PLEG.
@@ -47,7 +49,8 @@ pub struct Health {
 
 /// Builds the Node that registration creates.
 pub fn node_object(facts: &NodeFacts, conditions: Vec<NodeCondition>) -> Node {
-    let labels = BTreeMap::from([
+    let mut labels = facts.extra_labels.clone();
+    labels.extend([
         (LABEL_HOSTNAME.to_owned(), facts.hostname.clone()),
         (LABEL_OS.to_owned(), "linux".to_owned()),
         (LABEL_ARCH.to_owned(), facts.arch.clone()),
@@ -388,6 +391,7 @@ mod tests {
             kubelet_version: "v1.33.0-ironlet.0.1.0".into(),
             arch: "amd64".into(),
             kubelet_port: 10250,
+            extra_labels: BTreeMap::new(),
         };
         let node = node_object(&facts, Vec::new());
         let labels = node.metadata.labels.unwrap();

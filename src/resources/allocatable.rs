@@ -271,6 +271,18 @@ pub fn node_allocatable_limits(
     }
 }
 
+/// The limits of a reserved cgroup under enforceNodeAllocatable `kube-reserved` or
+/// `system-reserved`: shares from the reserved cpu and a memory limit of the reserved
+/// memory (upstream's enforceExistingCgroup). Unset reservations set nothing.
+pub fn reserved_cgroup_limits(reserved: &Reserved) -> PodLimits {
+    PodLimits {
+        cpu_shares: (reserved.cpu_milli > 0).then(|| milli_cpu_to_shares(reserved.cpu_milli)),
+        memory_limit: (reserved.memory_bytes > 0).then_some(reserved.memory_bytes),
+        pids_limit: (reserved.pids > 0).then_some(reserved.pids),
+        ..PodLimits::default()
+    }
+}
+
 impl Capacity {
     /// Measures cpu and memory on this machine; `ephemeral_storage_bytes` is the size of the
     /// root dir's file system if the caller knows it.

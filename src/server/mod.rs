@@ -43,7 +43,8 @@ pub fn tls_config(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig
     let policy = crate::tls::TlsPolicy::from_config(
         config.tls.min_version.as_deref(),
         &config.tls.cipher_suites,
-    )?;
+    )?
+    .with_kx_groups(&config.node.tls_curve_preferences)?;
     let chain = crate::tls::load_certs(cert).map_err(|e| anyhow::anyhow!("tlsCertFile: {e}"))?;
     let key = crate::tls::load_key(key).map_err(|e| anyhow::anyhow!("tlsPrivateKeyFile: {e}"))?;
     let cas = match &config.authentication.x509_client_ca_file {

@@ -102,6 +102,8 @@ fn is_tls13(s: &SupportedCipherSuite) -> bool {
 pub struct TlsPolicy {
     tls13_only: bool,
     suites: Vec<SupportedCipherSuite>,
+    /// tlsCurvePreferences: policy group names in preference order; empty = all of them.
+    kx_groups: Vec<String>,
 }
 
 impl TlsPolicy {
@@ -181,15 +183,45 @@ impl TlsPolicy {
         Ok(TlsPolicy {
             tls13_only: min == "VersionTLS13",
             suites: chosen,
+            kx_groups: Vec::new(),
         })
     }
 
+    /// Restricts and orders the key exchange groups (tlsCurvePreferences); each must be one
+    /// of the policy's. An empty list keeps all of them.
+    pub fn with_kx_groups(mut self, names: &[String]) -> Result<Self, TlsError> {
+        let p = policy();
+        for n in names {
+            if !p.key_exchange_groups.contains_key(n) || kx_by_name(n).is_none() {
+                return Err(TlsError::Unknown {
+                    field: "tlsCurvePreferences",
+                    value: n.clone(),
+                    allowed: p
+                        .key_exchange_groups
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        self.kx_groups = names.to_vec();
+        Ok(self)
+    }
+
     pub fn provider(&self) -> CryptoProvider {
-        let kx_groups = policy()
-            .key_exchange_groups
-            .keys()
-            .filter_map(|n| kx_by_name(n))
-            .collect();
+        let kx_groups = if self.kx_groups.is_empty() {
+            policy()
+                .key_exchange_groups
+                .keys()
+                .filter_map(|n| kx_by_name(n))
+                .collect()
+        } else {
+            self.kx_groups
+                .iter()
+                .filter_map(|n| kx_by_name(n))
+                .collect()
+        };
         CryptoProvider {
             cipher_suites: self.suites.clone(),
             kx_groups,

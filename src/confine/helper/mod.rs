@@ -63,6 +63,11 @@ pub fn start(pods_dir: &Path) -> std::io::Result<&'static HelperClient> {
     cmd.arg("mount-helper")
         .arg("--pods-dir")
         .arg(pods_dir)
+        // The agent's stderr is shared: log in the agent's format.
+        .arg(match crate::config::node::process_log_format() {
+            crate::config::LogFormat::Json => "--log-format=json",
+            crate::config::LogFormat::Text => "--log-format=text",
+        })
         .env_clear()
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::from(OwnedFd::from(theirs_out)))

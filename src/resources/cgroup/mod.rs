@@ -238,6 +238,26 @@ impl PodCgroups {
         )
     }
 
+    /// enforceNodeAllocatable `kube-reserved` / `system-reserved`: limits an existing cgroup
+    /// the operator named (kubeReservedCgroup, systemReservedCgroup) to its reservation.
+    /// As upstream, a cgroup that does not exist is an error; it is never created here.
+    pub fn enforce_reserved(&self, cgroup: &str, limits: &PodLimits) -> Result<(), CgroupError> {
+        let path = CgroupPath::parse(cgroup)?;
+        if path.is_root() {
+            return Err(CgroupError::InvalidPath {
+                path: cgroup.to_owned(),
+                why: "the root cgroup cannot hold a reservation",
+            });
+        }
+        if !self.fs.exists(&path) {
+            return Err(CgroupError::InvalidPath {
+                path: cgroup.to_owned(),
+                why: "does not exist; create it (for example with the service manager) before enforcing a reservation on it",
+            });
+        }
+        self.fs.apply(&path, limits)
+    }
+
     /// Sets the burstable cgroup's shares from the sum of the cpu requests of the burstable
     /// pods on the node, as upstream's QoS manager does on every pod change. No-op without
     /// `cgroupsPerQOS`.
