@@ -101,6 +101,9 @@ pub struct Config {
     /// The standalone authorization policy (`--authorization-policy-file`), used when there
     /// is no API server to send SubjectAccessReviews to.
     pub authorization_policy_file: Option<PathBuf>,
+    /// The kubelet API audit log (`--audit-log-path`; stderr when none) and its rotation size.
+    pub audit_log_path: Option<PathBuf>,
+    pub audit_log_max_bytes: u64,
     /// Cluster mode (API server) settings and node reservations.
     pub cluster: cluster::Cluster,
 }
@@ -320,6 +323,27 @@ impl Config {
                     ));
                 }
                 other => other.clone(),
+            },
+            audit_log_path: match &flags.audit_log_path {
+                Some(p) if !p.is_absolute() || p.file_name().is_none() => {
+                    return Err(Source::FLAGS.invalid(
+                        "--audit-log-path",
+                        format!("{p:?} must be an absolute file path"),
+                    ));
+                }
+                other => other.clone(),
+            },
+            audit_log_max_bytes: match flags
+                .audit_log_maxsize
+                .unwrap_or(crate::server::audit::DEFAULT_MAX_MB)
+            {
+                0 => {
+                    return Err(Source::FLAGS.invalid(
+                        "--audit-log-maxsize",
+                        "0: the audit log must rotate at some size (MiB)",
+                    ));
+                }
+                mb => mb.saturating_mul(1024 * 1024),
             },
             cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
         })
@@ -643,6 +667,8 @@ mod tests {
             enable_debugging_handlers: true,
             enable_system_log_handler: false,
             authorization_policy_file: None,
+            audit_log_path: None,
+            audit_log_max_bytes: crate::server::audit::DEFAULT_MAX_MB * 1024 * 1024,
             cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
         };
         assert_eq!(loaded.config, want);

@@ -154,8 +154,18 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Closes the audit log's noise window even when no request comes.
+    let mut noise_tick = tokio::time::interval(super::audit::NOISE_INTERVAL);
+    noise_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = noise_tick.tick() => {
+                api.audit.tick();
+                continue;
+            }
+        };
+        let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -193,7 +203,10 @@ async fn serve_connection(
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::info!(target: "audit", %peer, error = %e, decision = "handshake-failed", "kubelet API TLS handshake failed");
+            api.audit.write_noise(super::audit::Event::Handshake {
+                peer: peer.to_string(),
+                error: super::audit::bound(&e.to_string(), super::audit::MAX_FIELD),
+            });
             return;
         }
         Err(_) => {
@@ -210,6 +223,7 @@ async fn serve_connection(
     let conn = Conn {
         peer: peer_user,
         idle_timeout_ms: idle_ms,
+        peer_addr: Some(peer),
     };
     let service = service_fn(move |req| {
         let api = Arc::clone(&api);
