@@ -404,6 +404,8 @@ async fn limits_header_size_slow_clients_idle_connections_and_connection_cap() {
     let pki = Pki::new();
     let limits = Limits {
         max_connections: 4,
+        max_per_source: 4,
+        reserved_for_client_certs: 0,
         handshake_timeout: Duration::from_secs(1),
         header_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),

@@ -438,3 +438,186 @@ async fn kubeconfig_exec_plugins_are_refused_at_startup_naming_the_field() {
     );
     node.cleanup().await;
 }
+
+/// Finding 1: a flood of random bearer tokens cannot starve the node. The heartbeat has a
+/// budget of its own, so the lease stays fresh and the node Ready; the TokenReviews the
+/// flood causes stay within the review budget; callers past it get 503 with
+/// `Retry-After` at once. The checks are counts and states; the timings are printed as
+/// figures. `IRONLET_FLOOD_SECS` sets the flood's length (default 15; 60 for the report).
+/// Also finding 6's fd limit: the agent raises its soft RLIMIT_NOFILE to the hard limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_token_flood_keeps_the_lease_fresh_and_reviews_within_budget() {
+    use ironlet::budget::{REVIEW_BURST, REVIEW_QPS};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let secs: u64 = std::env::var("IRONLET_FLOOD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let api = FakeApi::start();
+    let serving = Ca::new("serving-ca");
+    let (cert_pem, key_pem) = serving.leaf_pem("node", None, &["127.0.0.1"], false);
+    let pki_dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| pki_dir.path().join(n).display().to_string();
+    std::fs::write(p("server.crt"), cert_pem).unwrap();
+    std::fs::write(p("server.key"), key_pem).unwrap();
+    let port = free_port();
+    let lease_secs = 8;
+    let mut node = Node::with_config(&format!(
+        "healthzPort: 0\nruntimeRequestTimeout: 30s\naddress: 127.0.0.1\nport: {port}\n\
+         tlsCertFile: {}\ntlsPrivateKeyFile: {}\nnodeStatusUpdateFrequency: 2s\n\
+         nodeLeaseDurationSeconds: {lease_secs}\n",
+        p("server.crt"),
+        p("server.key")
+    ));
+    let kubeconfig = node.dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, &Identity::node(NODE));
+    node.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
+    // Finding 6: the agent starts with systemd's usual soft fd limit (1024) and raises it
+    // to the hard limit itself. The test lowers its own soft limit for the spawn only.
+    let me = std::process::id().to_string();
+    let nofile = |pid: &str| -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (v[0], v[1])
+    };
+    let (soft, hard) = nofile(&me);
+    let set = |soft: u64| {
+        let ok = std::process::Command::new("prlimit")
+            .args(["--pid", &me, &format!("--nofile={soft}:{hard}")])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "prlimit");
+    };
+    set(1024.min(hard));
+    node.start_agent();
+    set(soft);
+    let agent = node.agent_pid().to_string();
+    wait_for("the agent raised its soft fd limit", Duration::from_secs(20), || {
+        let l = nofile(&agent);
+        async move { (l == (hard, hard)).then_some(()) }
+    })
+    .await;
+    let renew_time = |a: &FakeApi| {
+        a.lease("kube-node-lease", NODE)
+            .and_then(|l| l.spec?.renew_time)
+            .map(|t| t.0)
+    };
+    api.wait_for("lease", T, |a| renew_time(a)).await;
+    // The API server is up and the agent's 10250 answers before the flood starts.
+    wait_for("10250 answers", Duration::from_secs(30), || async {
+        let raw = "GET /pods HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let a = parse_answer(&exchange(port, client(None), raw.as_bytes()).await.ok()?)?;
+        (a.status == 401).then_some(())
+    })
+    .await;
+    let reviews_before = api.token_reviews().len() as u64;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (n401, n503, no_retry_after) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut flooders = Vec::new();
+    for w in 0..8u64 {
+        let (stop, n401, n503, no_retry_after) =
+            (stop.clone(), n401.clone(), n503.clone(), no_retry_after.clone());
+        flooders.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let raw = format!(
+                    "GET /pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer flood-{w}-{i}-{}\r\nConnection: close\r\n\r\n",
+                    rand_suffix(w, i)
+                );
+                let Ok(out) = exchange(port, client(None), raw.as_bytes()).await else {
+                    continue;
+                };
+                match parse_answer(&out) {
+                    Some(a) if a.status == 401 => {
+                        n401.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(a) if a.status == 503 => {
+                        n503.fetch_add(1, Ordering::Relaxed);
+                        if a.header("retry-after") != Some("1") {
+                            no_retry_after.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    other => panic!("flood answer: {other:?}"),
+                }
+            }
+        }));
+    }
+    // Watch the heartbeat while the flood runs: the lease's age and the node's Ready.
+    let started = std::time::Instant::now();
+    let mut max_age = Duration::ZERO;
+    let mut renewals = std::collections::BTreeSet::new();
+    let mut not_ready = 0;
+    while started.elapsed() < Duration::from_secs(secs) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(t) = renew_time(&api) {
+            renewals.insert(t);
+            let age = jiff::Timestamp::now().duration_since(t);
+            max_age = max_age.max(Duration::try_from(age).unwrap_or(Duration::ZERO));
+        }
+        let ready = api.node(NODE).is_some_and(|n| {
+            n.status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if !ready {
+            not_ready += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.await.unwrap();
+    }
+    let took = started.elapsed().as_secs_f64();
+    let reviews = api.token_reviews().len() as u64 - reviews_before;
+    let (r401, r503) = (n401.load(Ordering::Relaxed), n503.load(Ordering::Relaxed));
+    eprintln!(
+        "flood {took:.1}s: {} requests ({r401} x 401, {r503} x 503), {reviews} TokenReviews \
+         ({:.1}/s; budget {REVIEW_QPS}/s + {REVIEW_BURST}), lease renewed {} times, \
+         oldest lease seen {:.2}s of {lease_secs}s",
+        r401 + r503,
+        reviews as f64 / took,
+        renewals.len(),
+        max_age.as_secs_f64()
+    );
+    // The reviews the flood caused stay within the budget (its burst plus its rate).
+    let bound = f64::from(REVIEW_BURST) + REVIEW_QPS * took;
+    assert!((reviews as f64) <= bound, "{reviews} TokenReviews > {bound:.0}");
+    assert!(r401 + r503 > reviews, "the flood outran the budget: {r401} + {r503}");
+    assert!(r503 > 0, "nobody was refused for budget");
+    assert_eq!(no_retry_after.load(Ordering::Relaxed), 0, "503 without Retry-After: 1");
+    // The heartbeat: the lease never expired and the node stayed Ready.
+    assert!(
+        max_age < Duration::from_secs(lease_secs),
+        "the lease aged {max_age:?} (duration {lease_secs}s)"
+    );
+    assert!(renewals.len() >= 2, "{renewals:?}");
+    assert_eq!(not_ready, 0, "the node was seen not Ready");
+    assert!(node.agent_running(), "{}", node.agent_log(1));
+    node.cleanup().await;
+}
+
+/// A token suffix that differs per request (no cache hit can absorb the flood).
+fn rand_suffix(w: u64, i: u64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(w);
+    h.write_u64(i);
+    format!("{:016x}", h.finish())
+}

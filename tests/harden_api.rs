@@ -310,3 +310,148 @@ async fn finding_5_every_refused_upgrade_closes_the_connection() {
         );
     }
 }
+
+/// Finding 6: the stream permit is taken before the runtime is asked for a streaming
+/// session, so a request refused for want of one (429) leaves no session behind. With
+/// every permit held, an allowed exec is refused before any pod lookup or CRI call (the
+/// pod does not even exist: today's order answers 404 from the lookup).
+#[tokio::test]
+async fn finding_6_the_stream_permit_comes_before_the_streaming_session() {
+    let pki = Pki::new();
+    let s = serve(&pki, ServerOptions::default()).await;
+    let held = s.api.streams.clone().acquire_many_owned(8).await.unwrap();
+    for path in [
+        "/exec/default/nopod/c?command=id&stdout=1",
+        "/attach/default/nopod/c?stdout=1",
+        "/portForward/default/nopod?port=80",
+    ] {
+        let a = request(s.port, &pki, Cred::CertAllowed, "GET", path, WS, "")
+            .await
+            .unwrap();
+        assert_eq!(a.status, 429, "{path}");
+        assert_eq!(a.header("connection"), Some("close"));
+    }
+    drop(held);
+    // Permits free again: the request goes on to the pod lookup.
+    let a = request(
+        s.port,
+        &pki,
+        Cred::CertAllowed,
+        "GET",
+        "/exec/default/nopod/c?command=id&stdout=1",
+        WS,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, 404);
+    assert_eq!(s.api.streams.available_permits(), 8, "no permit leaked");
+}
+
+/// A TLS connection from a chosen loopback source address, one request, the answer.
+async fn request_from(
+    source: &str,
+    port: u16,
+    cfg: rustls::ClientConfig,
+    raw: &str,
+) -> Result<Answer, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    sock.bind(format!("{source}:0").parse().unwrap())
+        .map_err(|e| e.to_string())?;
+    let tcp = sock
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(raw.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+    parse_answer(&out).ok_or_else(|| "no answer".into())
+}
+
+async fn hold_from(source: &str, port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        held.push(sock.connect(([127, 0, 0, 1], port).into()).await.unwrap());
+    }
+    held
+}
+
+/// Finding 6: one host cannot take every slot (per-source cap), and when the general
+/// slots are full, the reserved ones still admit a client certificate (the API server's)
+/// and nothing else.
+#[tokio::test]
+async fn finding_6_per_source_cap_and_slots_reserved_for_client_certificates() {
+    let pki = Pki::new();
+    let limits = ironlet::server::listener::Limits {
+        max_connections: 8,
+        max_per_source: 4,
+        reserved_for_client_certs: 2,
+        handshake_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let s = serve(
+        &pki,
+        ServerOptions {
+            limits,
+            ..Default::default()
+        },
+    )
+    .await;
+    let get = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let with_token =
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALLOWED_TOKEN}\r\nConnection: close\r\n\r\n");
+    let cert = || client(cred_identity(&pki, Cred::CertAllowed));
+    // One source holds its four: its fifth connection is refused, even with a certificate.
+    let a = hold_from("127.0.0.1", s.port, 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        request_from("127.0.0.1", s.port, cert(), get).await.is_err(),
+        "a fifth connection from one source was served"
+    );
+    // Another source is still served.
+    assert_eq!(
+        request_from("127.0.0.2", s.port, cert(), get)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // Two sources fill the eight general slots; the reserved two admit a certificate only.
+    let b = hold_from("127.0.0.2", s.port, 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        request_from("127.0.0.3", s.port, client(None), &with_token)
+            .await
+            .is_err(),
+        "a reserved slot served a token-only client"
+    );
+    assert_eq!(
+        request_from("127.0.0.4", s.port, cert(), get)
+            .await
+            .unwrap()
+            .status,
+        200,
+        "the client certificate was locked out"
+    );
+    drop((a, b));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        request_from("127.0.0.3", s.port, client(None), &with_token)
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}

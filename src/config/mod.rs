@@ -277,12 +277,24 @@ impl Config {
             sync_frequency: duration(src, "syncFrequency", &raw.sync_frequency, secs(60))?,
             address: ip_or(src, "address", &raw.address, Ipv4Addr::UNSPECIFIED.into())?,
             port: port_or(src, "port", raw.port, 10250, 1)?,
-            healthz_bind_address: ip_or(
+            healthz_bind_address: match ip_or(
                 src,
                 "healthzBindAddress",
                 &raw.healthz_bind_address,
                 Ipv4Addr::LOCALHOST.into(),
-            )?,
+            )? {
+                // healthz is plain HTTP without authentication: loopback only (issue 15).
+                ip if !ip.is_loopback() && raw.healthz_port != Some(0) => {
+                    return Err(src.invalid(
+                        "healthzBindAddress",
+                        format!(
+                            "{ip} is not a loopback address: healthz is plain HTTP without authentication; \
+                             use 127.0.0.1 or ::1 (or healthzPort: 0)"
+                        ),
+                    ));
+                }
+                ip => ip,
+            },
             // 0 disables the healthz listener, as upstream.
             healthz_port: port_or(src, "healthzPort", raw.healthz_port, 10248, 0)?,
             authentication: authentication(src, raw)?,
@@ -931,6 +943,11 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
                 r#"invalid duration "-1m": a sign is not allowed"#,
             ),
             ("address: localhost\n", "address", "not an IP address"),
+            (
+                "healthzBindAddress: 0.0.0.0\n",
+                "healthzBindAddress",
+                "0.0.0.0 is not a loopback address",
+            ),
             (
                 "clusterDNS: [10.96.0.10, dns]\n",
                 "clusterDNS[1]",

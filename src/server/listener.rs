@@ -2,15 +2,21 @@
 //! the client CA, optional so bearer tokens work), then HTTP/1.1 with upgrades.
 //!
 //! Limits (all constants in [`Limits`]):
-//! - at most `max_connections` connections at once; more are closed at accept;
+//! - at most `max_connections` connections at once, and at most `max_per_source` from one
+//!   IP address; more are closed at accept;
+//! - `reserved_for_client_certs` more slots are kept for peers with a client certificate
+//!   (the API server's, for logs, exec and metrics): a connection that gets one of these
+//!   and completes its handshake without a certificate is closed, so a flood of
+//!   token-less or anonymous connections cannot lock the API server out;
 //! - the TLS handshake and the request head each must arrive within their timeouts;
 //! - request heads larger than `max_header_bytes` are refused by hyper (431);
 //! - a connection with no byte moving either way for `idle_timeout` is closed; streaming
 //!   requests raise that to `streamingConnectionIdleTimeout`;
 //! - HTTP/2 is not offered (ALPN `http/1.1` only), so HTTP/2 rapid reset does not apply.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +37,8 @@ use super::authn;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    pub max_per_source: usize,
+    pub reserved_for_client_certs: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -41,10 +49,49 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 512,
+            max_per_source: 64,
+            reserved_for_client_certs: 64,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// One connection's share of its source's count; dropping it gives the share back.
+struct SourceSlot {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Option<SourceSlot> {
+        let mut m = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
         }
     }
 }
@@ -154,6 +201,8 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let reserved = Arc::new(Semaphore::new(limits.reserved_for_client_certs));
+    let sources = Arc::new(std::sync::Mutex::new(HashMap::new()));
     // Closes the audit log's noise window even when no request comes.
     let mut noise_tick = tokio::time::interval(super::audit::NOISE_INTERVAL);
     noise_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,18 +222,29 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "connection limit reached; connection closed");
+        let Some(source) = SourceSlot::take(&sources, peer.ip(), limits.max_per_source) else {
+            tracing::debug!(%peer, "per-source connection limit reached; connection closed");
             drop(tcp);
             continue;
+        };
+        let (permit, needs_cert) = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match Arc::clone(&reserved).try_acquire_owned() {
+                Ok(p) => (p, true),
+                Err(_) => {
+                    tracing::debug!(%peer, "connection limit reached; connection closed");
+                    drop(tcp);
+                    continue;
+                }
+            },
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let api = Arc::clone(&api);
         let limits = limits.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(tcp, peer, acceptor, api, limits).await;
+            let _slots = (permit, source);
+            serve_connection(tcp, peer, acceptor, api, limits, needs_cert).await;
         });
     }
 }
@@ -195,6 +255,7 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     api: Arc<Api>,
     limits: Limits,
+    needs_cert: bool,
 ) {
     let idle_ms = Arc::new(AtomicU64::new(
         u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -220,6 +281,14 @@ async fn serve_connection(
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| authn::user_from_certificate(c).ok_or(()));
+    if needs_cert && !matches!(peer_user, Some(Ok(_))) {
+        // A reserved slot is for a verified client certificate only.
+        api.audit.write_noise(super::audit::Event::Handshake {
+            peer: peer.to_string(),
+            error: "reserved connection slot without a client certificate".into(),
+        });
+        return;
+    }
     let conn = Conn {
         peer: peer_user,
         idle_timeout_ms: idle_ms,
