@@ -430,10 +430,13 @@ mod tests {
     #[test]
     fn credential_plugins_are_refused_naming_the_field() {
         let base = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:6443'}\ncontexts:\n- name: x\n  context: {cluster: c, user: node}\ncurrent-context: x\nusers:\n- name: node\n  user:\n";
-        let exec = format!("{base}    exec: {{apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}}\n");
+        let exec = format!(
+            "{base}    exec: {{apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}}\n"
+        );
         let e = parse_kubeconfig(&exec).unwrap_err();
         assert!(e.contains("users[0] (\"node\").user.exec"), "{e}");
-        let provider = format!("{base}    auth-provider: {{name: gcp, config: {{cmd-path: /bin/sh}}}}\n");
+        let provider =
+            format!("{base}    auth-provider: {{name: gcp, config: {{cmd-path: /bin/sh}}}}\n");
         let e = parse_kubeconfig(&provider).unwrap_err();
         assert!(e.contains("user.auth-provider"), "{e}");
         parse_kubeconfig(&format!("{base}    token: abc\n")).unwrap();

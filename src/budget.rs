@@ -264,8 +264,9 @@ mod tests {
         // Many waiters give up; none of them holds a token afterwards.
         for _ in 0..100 {
             let b = b.clone();
-            let _ = tokio::time::timeout(Duration::from_millis(1), async move { b.acquire().await })
-                .await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(1), async move { b.acquire().await })
+                    .await;
         }
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_eq!(b.try_take(Instant::now()), Ok(()));

@@ -519,7 +519,10 @@ async fn every_request_yields_one_audit_line() {
         );
         assert!(e["latencyMs"].is_number() && e["peer"].is_string(), "{v}");
     }
-    assert!(!text.contains(ALLOWED_TOKEN), "token material in the audit log");
+    assert!(
+        !text.contains(ALLOWED_TOKEN),
+        "token material in the audit log"
+    );
     assert_eq!(lines[1]["event"]["user"], "mallory");
     assert_eq!(lines[2]["event"]["user"], "admin");
     assert_eq!(lines[2]["event"]["reason"], "admin-everything");

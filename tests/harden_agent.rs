@@ -314,20 +314,29 @@ async fn cluster_agent_authorizes_commands_as_create_composes_the_policy_and_own
         .filter(|r| r["event"]["kind"] == "suppressed")
         .filter_map(|r| r["event"]["count"].as_u64())
         .sum();
-    assert!(unauth <= 2 * ironlet::server::audit::NOISE_BUDGET, "{unauth}");
-    assert_eq!(unauth + suppressed, flood, "every unauthenticated request counted");
+    assert!(
+        unauth <= 2 * ironlet::server::audit::NOISE_BUDGET,
+        "{unauth}"
+    );
+    assert_eq!(
+        unauth + suppressed,
+        flood,
+        "every unauthenticated request counted"
+    );
     let forged = recs
         .iter()
-        .find(|r| r["event"]["user"].as_str().is_some_and(|u| u.starts_with("eve")))
+        .find(|r| {
+            r["event"]["user"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("eve"))
+        })
         .expect("the forger's record");
     assert_eq!(forged["event"]["user"], "eve\n{\"seq\":0,\"forged\":true}");
     assert!(!recs.iter().any(|r| r.get("forged").is_some()));
     let find = |kind: &str, user: &str, decision: &str| {
         recs.iter()
             .map(ev)
-            .find(|e| {
-                e["target"]["kind"] == kind && e["user"] == user && e["decision"] == decision
-            })
+            .find(|e| e["target"]["kind"] == kind && e["user"] == user && e["decision"] == decision)
             .unwrap_or_else(|| panic!("no {kind} record for {user} ({decision}): {text}"))
     };
     let run = recs
@@ -336,14 +345,21 @@ async fn cluster_agent_authorizes_commands_as_create_composes_the_policy_and_own
         .find(|e| e["command"] == serde_json::json!(["echo", "form-body"]))
         .unwrap_or_else(|| panic!("the form-body /run: {text}"));
     assert_eq!(
-        (&run["target"]["pod"], &run["target"]["container"], &run["user"]),
+        (
+            &run["target"]["pod"],
+            &run["target"]["container"],
+            &run["user"]
+        ),
         (&POD.into(), &"main".into(), &"sre".into())
     );
     let exec = find("exec", "monitoring", "forbidden");
     assert_eq!(exec["command"], serde_json::json!(["id"]));
     assert_eq!(exec["target"]["namespace"], "default");
     find("portForward", "monitoring", "forbidden");
-    assert!(!text.contains("sre-token") && !text.contains("flood-1"), "a token in the audit log");
+    assert!(
+        !text.contains("sre-token") && !text.contains("flood-1"),
+        "a token in the audit log"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&audit_log).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -356,7 +372,8 @@ async fn cluster_agent_authorizes_commands_as_create_composes_the_policy_and_own
             .unwrap();
         (
             out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
         )
     };
     let (code, out) = verify(&[&audit_log]);
@@ -502,10 +519,14 @@ async fn a_random_token_flood_keeps_the_lease_fresh_and_reviews_within_budget() 
     node.start_agent();
     set(soft);
     let agent = node.agent_pid().to_string();
-    wait_for("the agent raised its soft fd limit", Duration::from_secs(20), || {
-        let l = nofile(&agent);
-        async move { (l == (hard, hard)).then_some(()) }
-    })
+    wait_for(
+        "the agent raised its soft fd limit",
+        Duration::from_secs(20),
+        || {
+            let l = nofile(&agent);
+            async move { (l == (hard, hard)).then_some(()) }
+        },
+    )
     .await;
     let renew_time = |a: &FakeApi| {
         a.lease("kube-node-lease", NODE)
@@ -529,8 +550,12 @@ async fn a_random_token_flood_keeps_the_lease_fresh_and_reviews_within_budget() 
     );
     let mut flooders = Vec::new();
     for w in 0..8u64 {
-        let (stop, n401, n503, no_retry_after) =
-            (stop.clone(), n401.clone(), n503.clone(), no_retry_after.clone());
+        let (stop, n401, n503, no_retry_after) = (
+            stop.clone(),
+            n401.clone(),
+            n503.clone(),
+            no_retry_after.clone(),
+        );
         flooders.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -598,10 +623,20 @@ async fn a_random_token_flood_keeps_the_lease_fresh_and_reviews_within_budget() 
     );
     // The reviews the flood caused stay within the budget (its burst plus its rate).
     let bound = f64::from(REVIEW_BURST) + REVIEW_QPS * took;
-    assert!((reviews as f64) <= bound, "{reviews} TokenReviews > {bound:.0}");
-    assert!(r401 + r503 > reviews, "the flood outran the budget: {r401} + {r503}");
+    assert!(
+        (reviews as f64) <= bound,
+        "{reviews} TokenReviews > {bound:.0}"
+    );
+    assert!(
+        r401 + r503 > reviews,
+        "the flood outran the budget: {r401} + {r503}"
+    );
     assert!(r503 > 0, "nobody was refused for budget");
-    assert_eq!(no_retry_after.load(Ordering::Relaxed), 0, "503 without Retry-After: 1");
+    assert_eq!(
+        no_retry_after.load(Ordering::Relaxed),
+        0,
+        "503 without Retry-After: 1"
+    );
     // The heartbeat: the lease never expired and the node stayed Ready.
     assert!(
         max_age < Duration::from_secs(lease_secs),

@@ -410,14 +410,17 @@ async fn finding_6_per_source_cap_and_slots_reserved_for_client_certificates() {
     )
     .await;
     let get = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let with_token =
-        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALLOWED_TOKEN}\r\nConnection: close\r\n\r\n");
+    let with_token = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALLOWED_TOKEN}\r\nConnection: close\r\n\r\n"
+    );
     let cert = || client(cred_identity(&pki, Cred::CertAllowed));
     // One source holds its four: its fifth connection is refused, even with a certificate.
     let a = hold_from("127.0.0.1", s.port, 4).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
-        request_from("127.0.0.1", s.port, cert(), get).await.is_err(),
+        request_from("127.0.0.1", s.port, cert(), get)
+            .await
+            .is_err(),
         "a fifth connection from one source was served"
     );
     // Another source is still served.
@@ -454,4 +457,68 @@ async fn finding_6_per_source_cap_and_slots_reserved_for_client_certificates() {
             .status,
         200
     );
+}
+
+/// Finding 6: healthz (plain HTTP on loopback) has the same kinds of limit as 10250: a
+/// silent connection is closed after the request-head timeout, and past the connection
+/// cap a connection is closed at accept, so local idle connections cannot pile up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_healthz_has_a_header_timeout_and_a_connection_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = support::free_port();
+    let serve = ironlet::server::healthz::bind(
+        ([127, 0, 0, 1], port).into(),
+        Arc::new(ironlet::pleg::PlegHealth::default()),
+        std::time::Instant::now(),
+    )
+    .await
+    .unwrap();
+    let task = tokio::spawn(serve);
+    let limits = ironlet::server::listener::Limits::healthz();
+    // Good case: it answers.
+    let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    c.write_all(b"GET /healthz/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).await.unwrap();
+    assert!(
+        out.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    // The cap: every slot held by a silent connection, one more is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..limits.max_connections {
+        held.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection past the cap was kept: {r:?}"
+    );
+    // The silent ones are closed (request-head or idle timeout, whichever fires first).
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        limits.header_timeout.max(limits.idle_timeout) + Duration::from_secs(5),
+        held[0].read(&mut buf),
+    )
+    .await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent connection was kept {:?}: {r:?}",
+        started.elapsed()
+    );
+    task.abort();
 }

@@ -136,11 +136,7 @@ pub fn landlock_problem(record: &super::Record) -> Option<String> {
     if record.insecure {
         return None;
     }
-    match record
-        .landlock
-        .as_ref()
-        .and_then(|l| l["ruleset"].as_str())
-    {
+    match record.landlock.as_ref().and_then(|l| l["ruleset"].as_str()) {
         Some("full") | Some("partial") => None,
         Some(other) => Some(format!(
             "landlock enforced nothing (ruleset {other}): file access is not confined"

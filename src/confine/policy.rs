@@ -185,7 +185,10 @@ fn check_filter(name: &str, f: &SyscallFilter) -> Result<(), String> {
         let at = format!("seccomp {name}.deny_args: {}", a.syscall);
         check_reason(&at, &a.reason)?;
         if !f.allow.iter().any(|r| r.syscall == a.syscall) {
-            return Err(format!("{at}: an argument filter narrows an allowed call; {} is not allowed", a.syscall));
+            return Err(format!(
+                "{at}: an argument filter narrows an allowed call; {} is not allowed",
+                a.syscall
+            ));
         }
         if errno_number(&a.errno).is_none() {
             return Err(format!("{at}: unknown errno {:?}", a.errno));
@@ -286,7 +289,11 @@ mod tests {
     fn the_agent_filters_namespaces_and_socket_families_and_answers_clone3_enosys() {
         let p = Policies::load().unwrap();
         let a = &p.seccomp.agent;
-        assert!(a.deny.iter().any(|d| d.syscall == "clone3" && d.errno == "ENOSYS"));
+        assert!(
+            a.deny
+                .iter()
+                .any(|d| d.syscall == "clone3" && d.errno == "ENOSYS")
+        );
         assert!(!a.allow.iter().any(|r| r.syscall == "clone3"));
         let when = |sc: &str| {
             a.deny_args
@@ -303,7 +310,11 @@ mod tests {
         };
         assert_eq!(values, ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"]);
         let bad = SECCOMP_JSON.replacen("\"CLONE_NEWUSER\"", "\"CLONE_NEWUSR\"", 1);
-        assert!(Policies::parse(CAPABILITIES_JSON, &bad).unwrap_err().contains("CLONE_NEWUSR"));
+        assert!(
+            Policies::parse(CAPABILITIES_JSON, &bad)
+                .unwrap_err()
+                .contains("CLONE_NEWUSR")
+        );
     }
 
     #[test]

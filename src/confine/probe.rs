@@ -120,7 +120,9 @@ pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
     // Threads still start (through clone, after clone3's ENOSYS).
     out.push(expect_ok(
         "start a thread",
-        std::thread::spawn(|| ()).join().map_err(|_| io::Error::other("thread panicked")),
+        std::thread::spawn(|| ())
+            .join()
+            .map_err(|_| io::Error::other("thread panicked")),
     ));
     // The plan still lets the agent do its job.
     let inside = config.root_dir.join("pods").join(".probe");

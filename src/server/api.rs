@@ -228,7 +228,17 @@ where
         started.elapsed(),
     );
     let ran = resp.extensions_mut().remove::<AuditCommand>();
-    let event = audit_event(&conn, &method, &path, &query, &route, &outcome, ran, status, started.elapsed());
+    let event = audit_event(
+        &conn,
+        &method,
+        &path,
+        &query,
+        &route,
+        &outcome,
+        ran,
+        status,
+        started.elapsed(),
+    );
     if matches!(outcome.decision, Decision::Unauthenticated(_)) {
         api.audit.write_noise(event);
     } else {
@@ -269,13 +279,18 @@ fn audit_event(
     let (target, command) = match route {
         Route::Exec(c) => (
             target("exec", &c.namespace, &c.pod, &c.uid, Some(&c.container)),
-            super::query::stream_options(query, true).ok().map(|o| o.command),
+            super::query::stream_options(query, true)
+                .ok()
+                .map(|o| o.command),
         ),
         Route::Attach(c) => (
             target("attach", &c.namespace, &c.pod, &c.uid, Some(&c.container)),
             None,
         ),
-        Route::PortForward(p) => (target("portForward", &p.namespace, &p.pod, &p.uid, None), None),
+        Route::PortForward(p) => (
+            target("portForward", &p.namespace, &p.pod, &p.uid, None),
+            None,
+        ),
         Route::Run(c) => (
             target("run", &c.namespace, &c.pod, &c.uid, Some(&c.container)),
             ran.map(|r| r.0)
@@ -290,7 +305,7 @@ fn audit_event(
         }
         None => (None, false),
     };
-    Event::Request(RequestEvent {
+    Event::Request(Box::new(RequestEvent {
         peer: conn.peer_addr.map(|a| a.to_string()),
         user: o.user.as_ref().map(|u| b(&u.name)),
         uid: o.user.as_ref().and_then(|u| u.uid.as_deref()).map(b),
@@ -312,7 +327,7 @@ fn audit_event(
         target,
         command,
         command_truncated,
-    })
+    }))
 }
 
 /// Steps 1–3. Returns the response and the outcome that produced it.

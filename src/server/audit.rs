@@ -105,12 +105,21 @@ pub struct RequestEvent {
 #[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
 pub enum Event {
     /// The writer started (agent start): the chain continues from the previous record.
-    Start { pid: u32, version: String },
-    Request(RequestEvent),
+    Start {
+        pid: u32,
+        version: String,
+    },
+    Request(Box<RequestEvent>),
     /// A TLS handshake failed (unauthenticated noise).
-    Handshake { peer: String, error: String },
+    Handshake {
+        peer: String,
+        error: String,
+    },
     /// Unauthenticated records counted but not written in the last interval.
-    Suppressed { count: u64, interval_seconds: u64 },
+    Suppressed {
+        count: u64,
+        interval_seconds: u64,
+    },
 }
 
 /// One line of the audit log.
@@ -136,7 +145,12 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
         return Err(format!("longer than {MAX_LINE} bytes"));
     }
     let r: Record = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if r.prev.len() != 64 || !r.prev.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if r.prev.len() != 64
+        || !r
+            .prev
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err("prev: not a lower-case hex SHA-256".into());
     }
     Ok(r)
@@ -527,7 +541,7 @@ mod tests {
     use super::*;
 
     fn request(user: &str) -> Event {
-        Event::Request(RequestEvent {
+        Event::Request(Box::new(RequestEvent {
             user: Some(user.into()),
             method: "GET".into(),
             resource: "nodes".into(),
@@ -535,7 +549,7 @@ mod tests {
             decision: "allow".into(),
             status: 200,
             ..Default::default()
-        })
+        }))
     }
 
     fn files(path: &Path) -> Vec<PathBuf> {

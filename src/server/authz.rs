@@ -296,8 +296,7 @@ pub enum Verdict {
 /// first, then `proxy`), so an authorizer answers one subresource at a time, as a
 /// SubjectAccessReview does. `Err` is a failure to decide (answered 500, never allowed).
 pub trait Authorizer: Send + Sync {
-    fn authorize<'a>(&'a self, review: &'a Review)
-    -> BoxFuture<'a, Result<Verdict, ReviewError>>;
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>>;
 }
 
 impl StandalonePolicy {
@@ -315,10 +314,7 @@ impl StandalonePolicy {
 }
 
 impl Authorizer for StandalonePolicy {
-    fn authorize<'a>(
-        &'a self,
-        review: &'a Review,
-    ) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
         Box::pin(std::future::ready(Ok(self.check(review))))
     }
 }
@@ -333,10 +329,7 @@ pub struct Both {
 }
 
 impl Authorizer for Both {
-    fn authorize<'a>(
-        &'a self,
-        review: &'a Review,
-    ) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
         Box::pin(async move {
             let Verdict::Allow(rule) = self.local.check(review) else {
                 return Ok(Verdict::Deny);
@@ -397,7 +390,11 @@ mod tests {
             "/exec",
         ] {
             for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
-                assert_eq!(request_verb(method, path), Some("create"), "{method} {path}");
+                assert_eq!(
+                    request_verb(method, path),
+                    Some("create"),
+                    "{method} {path}"
+                );
             }
             assert_eq!(request_verb("OPTIONS", path), None);
         }

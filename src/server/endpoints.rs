@@ -308,8 +308,7 @@ where
     };
     // The audit record carries the command as run, form body included.
     let mut resp = run_argv(api, c, argv.clone()).await;
-    resp.extensions_mut()
-        .insert(super::api::AuditCommand(argv));
+    resp.extensions_mut().insert(super::api::AuditCommand(argv));
     resp
 }
 

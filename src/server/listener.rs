@@ -192,6 +192,72 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     }
 }
 
+impl Limits {
+    /// The healthz listener's limits: the same code and the same kinds of limit as
+    /// 10250, sized for a local prober (plain HTTP, no reserved slots: there are no
+    /// certificates).
+    pub fn healthz() -> Limits {
+        Limits {
+            max_connections: 64,
+            max_per_source: 64,
+            reserved_for_client_certs: 0,
+            handshake_timeout: Duration::ZERO,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+        }
+    }
+
+    fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(self.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+    }
+}
+
+/// Serves a plain-HTTP router (healthz) on `listener` with `limits`: the same accept
+/// loop, caps, header and idle timeouts as 10250, minus TLS.
+pub async fn serve_plain(listener: TcpListener, router: axum::Router, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "healthz accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(source) = SourceSlot::take(&sources, peer.ip(), limits.max_per_source) else {
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let router = router.clone();
+        let builder = limits.http1();
+        let idle_ms = Arc::new(AtomicU64::new(
+            u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+        ));
+        tokio::spawn(async move {
+            let _slots = (permit, source);
+            let io = IdleIo::new(tcp, idle_ms);
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                use tower::ServiceExt;
+                router.clone().oneshot(req)
+            });
+            if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+                tracing::debug!(%peer, error = %e, "healthz connection ended with an error");
+            }
+        });
+    }
+}
+
 /// Serves the API on `listener` until the future is dropped.
 pub async fn serve(
     listener: TcpListener,
@@ -299,13 +365,8 @@ async fn serve_connection(
         let conn = conn.clone();
         async move { Ok::<_, std::convert::Infallible>(api::handle(api, conn, req).await) }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    if let Err(e) = builder
+    if let Err(e) = limits
+        .http1()
         .serve_connection(TokioIo::new(tls), service)
         .with_upgrades()
         .await

@@ -192,9 +192,8 @@ pub async fn start(
             log
         }
     };
-    let api = Arc::new(
-        api::Api::new(options, tokens, authorizer, handles).with_audit(Arc::new(audit)),
-    );
+    let api =
+        Arc::new(api::Api::new(options, tokens, authorizer, handles).with_audit(Arc::new(audit)));
     let addr = SocketAddr::new(config.address, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -239,10 +239,7 @@ impl WebhookAuthorizer {
 }
 
 impl Authorizer for WebhookAuthorizer {
-    fn authorize<'a>(
-        &'a self,
-        review: &'a Review,
-    ) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
         Box::pin(async move {
             if let Some(hit) = self.cache.get(review) {
                 return Ok(hit);
