@@ -14,10 +14,9 @@
 //! Owns reading the kubeconfig and the files it names. Does not decide what to send.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use rustls::client::ResolvesClientCert;
@@ -233,7 +232,8 @@ pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, Api
         .auth_layer()
         .map_err(|e| field_err("user", e.to_string()))?;
     let service = tower::ServiceBuilder::new()
-        .layer(RateLimitLayer::new(qps, burst))
+        // Heartbeat, reviews and the rest each have their own budget (budget.rs).
+        .layer(crate::budget::BudgetLayer::new(qps, burst))
         .layer(config.base_uri_layer())
         .option_layer(auth)
         .map_err(tower::BoxError::from)
@@ -251,7 +251,31 @@ pub const MAX_KUBECONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Parses kubeconfig text (pure, fuzzed). Relative file references stay as written.
 pub fn parse_kubeconfig(text: &str) -> Result<kube::config::Kubeconfig, String> {
-    kube::config::Kubeconfig::from_yaml(text).map_err(|e| e.to_string())
+    let kc = kube::config::Kubeconfig::from_yaml(text).map_err(|e| e.to_string())?;
+    refuse_credential_plugins(&kc)?;
+    Ok(kc)
+}
+
+/// Credential plugins run a program to get a credential. The confined agent executes
+/// nothing after start (seccomp would kill it at the first API call), so a kubeconfig
+/// that names one is refused at load, naming the field.
+fn refuse_credential_plugins(kc: &kube::config::Kubeconfig) -> Result<(), String> {
+    for (i, u) in kc.auth_infos.iter().enumerate() {
+        let Some(ai) = &u.auth_info else { continue };
+        let field = if ai.exec.is_some() {
+            "exec"
+        } else if ai.auth_provider.is_some() {
+            "auth-provider"
+        } else {
+            continue;
+        };
+        return Err(format!(
+            "users[{i}] ({:?}).user.{field}: credential plugins are refused (the confined agent executes no program); \
+             use a client certificate or a token",
+            u.name
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a kubeconfig with a size cap, resolving the files it names relative to its own
@@ -396,129 +420,26 @@ impl tower::Service<http::Request<kube::client::Body>> for Rotating {
     }
 }
 
-/// A token bucket: `burst` requests at once, refilled at `qps` per second. A request that
-/// finds the bucket empty reserves the next token and waits for it, so waiters are served
-/// in arrival order without a queue.
-#[derive(Debug)]
-pub struct TokenBucket {
-    qps: f64,
-    burst: f64,
-    state: std::sync::Mutex<(f64, Instant)>,
-}
-
-impl TokenBucket {
-    pub fn new(qps: f64, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
-        TokenBucket {
-            qps: if qps > 0.0 { qps } else { 1.0 },
-            burst,
-            state: std::sync::Mutex::new((burst, Instant::now())),
-        }
-    }
-
-    /// How long the caller must wait before its request may go (zero if a token is free).
-    pub fn reserve(&self, now: Instant) -> Duration {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = &mut *state;
-        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
-        *tokens = (*tokens + elapsed * self.qps).min(self.burst);
-        *last = now.max(*last);
-        *tokens -= 1.0;
-        if *tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-*tokens / self.qps)
-        }
-    }
-
-    pub async fn acquire(&self) {
-        let wait = self.reserve(Instant::now());
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-/// Puts a [`TokenBucket`] in front of a service.
-#[derive(Clone, Debug)]
-pub struct RateLimitLayer {
-    bucket: Arc<TokenBucket>,
-}
-
-impl RateLimitLayer {
-    pub fn new(qps: f64, burst: u32) -> Self {
-        RateLimitLayer {
-            bucket: Arc::new(TokenBucket::new(qps, burst)),
-        }
-    }
-}
-
-impl<S> tower::Layer<S> for RateLimitLayer {
-    type Service = RateLimited<S>;
-    fn layer(&self, inner: S) -> RateLimited<S> {
-        RateLimited {
-            inner,
-            bucket: self.bucket.clone(),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct RateLimited<S> {
-    inner: S,
-    bucket: Arc<TokenBucket>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
-impl<S, R> tower::Service<R> for RateLimited<S>
-where
-    S: tower::Service<R> + Clone + Send + 'static,
-    S::Future: Send,
-    R: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<S::Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        // The clone that was polled ready goes with the request (tower's usual pattern).
-        let fresh = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, fresh);
-        let bucket = self.bucket.clone();
-        Box::pin(async move {
-            bucket.acquire().await;
-            inner.call(req).await
-        })
-    }
-}
+/// The no-debt token bucket (events use it; the API client's budgets are in `budget.rs`).
+pub use crate::budget::TokenBucket;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn bucket_allows_burst_then_paces_at_qps() {
-        let b = TokenBucket::new(10.0, 3);
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(b.reserve(t0), Duration::ZERO);
-        }
-        // The 4th and 5th wait one and two tenths of a second.
-        let w4 = b.reserve(t0);
-        let w5 = b.reserve(t0);
-        assert!((w4.as_secs_f64() - 0.1).abs() < 1e-6, "{w4:?}");
-        assert!((w5.as_secs_f64() - 0.2).abs() < 1e-6, "{w5:?}");
-        // After a second the debt is paid and tokens refill, capped at the burst.
-        let later = t0 + Duration::from_secs(10);
-        for _ in 0..3 {
-            assert_eq!(b.reserve(later), Duration::ZERO);
-        }
-        assert!(b.reserve(later) > Duration::ZERO);
+    fn credential_plugins_are_refused_naming_the_field() {
+        let base = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:6443'}\ncontexts:\n- name: x\n  context: {cluster: c, user: node}\ncurrent-context: x\nusers:\n- name: node\n  user:\n";
+        let exec = format!(
+            "{base}    exec: {{apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}}\n"
+        );
+        let e = parse_kubeconfig(&exec).unwrap_err();
+        assert!(e.contains("users[0] (\"node\").user.exec"), "{e}");
+        let provider =
+            format!("{base}    auth-provider: {{name: gcp, config: {{cmd-path: /bin/sh}}}}\n");
+        let e = parse_kubeconfig(&provider).unwrap_err();
+        assert!(e.contains("user.auth-provider"), "{e}");
+        parse_kubeconfig(&format!("{base}    token: abc\n")).unwrap();
     }
 
     #[test]

@@ -28,6 +28,26 @@ pub fn set_no_new_privs() -> io::Result<()> {
     check(rc.into()).map(|_| ())
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns (old soft, new soft).
+/// systemd's default soft limit (1024) would let a thousand idle connections make every
+/// open, accept and CRI dial fail.
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `struct rlimit` into the valid, exclusively borrowed
+    // `lim`.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    check(rc.into())?;
+    let old = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: setrlimit reads one valid `struct rlimit`.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    check(rc.into())?;
+    Ok((old, lim.rlim_cur))
+}
+
 /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`: the caller dies with its parent.
 pub fn die_with_parent() -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.
@@ -132,6 +152,16 @@ pub enum Forbidden {
     InitModule,
     /// `bpf(BPF_PROG_LOAD, NULL, 0)` (EINVAL or EFAULT if allowed).
     Bpf,
+    /// `clone(CLONE_NEWUSER | CLONE_FS)`: a flag pair the kernel refuses (EINVAL if
+    /// allowed), so no process is ever created.
+    CloneNewUser,
+    /// `clone(CLONE_NEWNET | CLONE_THREAD)` without CLONE_SIGHAND (EINVAL if allowed).
+    CloneNewNet,
+    /// `clone3(NULL, 0)` (EINVAL if allowed: the size is too small).
+    Clone3,
+    /// `socket(AF_ALG, SOCK_SEQPACKET, 0)`: the kernel crypto API, open to unprivileged
+    /// users (a descriptor if allowed, closed at once).
+    SocketAlg,
 }
 
 /// Attempts `what` with arguments that cannot change the machine even when allowed, and
@@ -177,6 +207,43 @@ pub fn attempt(what: Forbidden, scratch: &Path) -> io::Result<()> {
                 c"".as_ptr(),
             )
         },
+        // SAFETY: integer flags only; the flag pair is invalid, so no process is created
+        // even if the call is allowed.
+        Forbidden::CloneNewUser => unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (libc::CLONE_NEWUSER | libc::CLONE_FS) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        },
+        // SAFETY: as above; CLONE_THREAD without CLONE_SIGHAND is refused before anything
+        // is created.
+        Forbidden::CloneNewNet => unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (libc::CLONE_NEWNET | libc::CLONE_THREAD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        },
+        // SAFETY: a null argument structure of size 0; the kernel reads nothing.
+        Forbidden::Clone3 => unsafe {
+            libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize)
+        },
+        Forbidden::SocketAlg => {
+            // SAFETY: integer arguments; a returned descriptor is owned and closed here.
+            let fd = unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET, 0) };
+            if fd >= 0 {
+                // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+            fd.into()
+        }
         // SAFETY: a null attribute of size 0; the kernel reads nothing.
         Forbidden::Bpf => unsafe {
             libc::syscall(

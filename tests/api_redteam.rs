@@ -5,46 +5,12 @@
 #[path = "api_support/mod.rs"]
 mod api_support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api_support::*;
 use ironlet::server::listener::Limits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Audit events (target "audit") seen by this test binary, as "field=value" strings.
-static AUDIT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct AuditLayer;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditLayer {
-    fn on_event(&self, e: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if e.metadata().target() != "audit" {
-            return;
-        }
-        struct V(String);
-        impl tracing::field::Visit for V {
-            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!("{}={:?} ", f.name(), v));
-            }
-            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
-                self.0.push_str(&format!("{}={} ", f.name(), v));
-            }
-        }
-        let mut v = V(String::new());
-        e.record(&mut v);
-        // Only the audit test's own requests are kept (other tests share the process).
-        if v.0.contains("audit-marker") {
-            AUDIT.lock().unwrap().push(v.0);
-        }
-    }
-}
-
-fn init_audit_capture() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let _ =
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(AuditLayer));
-}
 
 async fn raw(port: u16, cred: Cred, pki: &Pki, bytes: &[u8]) -> Result<Vec<u8>, String> {
     exchange(port, client(cred_identity(pki, cred)), bytes).await
@@ -270,6 +236,7 @@ async fn item_17_random_paths_methods_and_hosts_keep_series_and_memory_flat() {
         peer: Some(Ok(ironlet::server::authn::User {
             name: "admin".into(),
             groups: vec![],
+            ..Default::default()
         })),
         ..Default::default()
     };
@@ -437,6 +404,8 @@ async fn limits_header_size_slow_clients_idle_connections_and_connection_cap() {
     let pki = Pki::new();
     let limits = Limits {
         max_connections: 4,
+        max_per_source: 4,
+        reserved_for_client_certs: 0,
         handshake_timeout: Duration::from_secs(1),
         header_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),
@@ -516,7 +485,6 @@ async fn limits_header_size_slow_clients_idle_connections_and_connection_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_yields_one_audit_line() {
-    init_audit_capture();
     let pki = Pki::new();
     let s = serve(&pki, ServerOptions::default()).await;
     let marker = "/audit-marker-path";
@@ -532,40 +500,32 @@ async fn every_request_yields_one_audit_line() {
             .unwrap();
         assert_eq!(a.status, status);
     }
-    let lines: Vec<String> = AUDIT
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(marker))
-        .cloned()
+    let text = std::fs::read_to_string(&s.audit_path).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["event"]["path"] == marker)
         .collect();
-    assert_eq!(lines.len(), cases.len(), "{lines:#?}");
-    for ((cred, decision, status), line) in cases.iter().zip(&lines) {
-        assert!(
-            line.contains(&format!("decision={decision} ")),
-            "{cred:?}: {line}"
+    assert_eq!(lines.len(), cases.len(), "{text}");
+    for ((cred, decision, status), v) in cases.iter().zip(&lines) {
+        let e = &v["event"];
+        assert_eq!(e["kind"], "request", "{cred:?}: {v}");
+        assert_eq!(e["decision"], *decision, "{cred:?}: {v}");
+        assert_eq!(e["status"], *status, "{cred:?}: {v}");
+        assert_eq!(
+            (&e["verb"], &e["resource"], &e["subresource"]),
+            (&"get".into(), &"nodes".into(), &"proxy".into()),
+            "{cred:?}: {v}"
         );
-        assert!(
-            line.contains(&format!("status={status} ")),
-            "{cred:?}: {line}"
-        );
-        for field in [
-            "user=",
-            "groups=",
-            "verb=get",
-            "resource=nodes",
-            "subresource=proxy",
-            "latency_ms=",
-        ] {
-            assert!(line.contains(field), "{field} missing: {line}");
-        }
-        assert!(
-            !line.contains(ALLOWED_TOKEN),
-            "token material in the audit line"
-        );
+        assert!(e["latencyMs"].is_number() && e["peer"].is_string(), "{v}");
     }
-    assert!(lines[1].contains("user=mallory"));
-    assert!(lines[2].contains("user=admin") && lines[2].contains("reason=admin-everything"));
+    assert!(
+        !text.contains(ALLOWED_TOKEN),
+        "token material in the audit log"
+    );
+    assert_eq!(lines[1]["event"]["user"], "mallory");
+    assert_eq!(lines[2]["event"]["user"], "admin");
+    assert_eq!(lines[2]["event"]["reason"], "admin-everything");
 }
 
 /// A snapshot with one running pod `default/p` whose container `c` logs to `log`.

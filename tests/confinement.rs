@@ -140,6 +140,12 @@ async fn the_probe_under_the_real_plan_is_refused_everything_while_pods_keep_run
     for sc in ["mount tmpfs", "ptrace", "kexec_load", "init_module", "bpf"] {
         assert_eq!(got(sc), "EPERM", "{sc}");
     }
+    // Issue 15, finding 9: argument filters.
+    assert_eq!(got("clone CLONE_NEWUSER"), "EPERM");
+    assert_eq!(got("clone CLONE_NEWNET"), "EPERM");
+    assert_eq!(got("clone3"), "ENOSYS");
+    assert_eq!(got("socket AF_ALG"), "EAFNOSUPPORT");
+    assert_eq!(got("start a thread"), "succeeded");
     assert_eq!(got("write and remove a file under --root-dir"), "succeeded");
     assert!(results.iter().all(|r| r["ok"] == true), "{stdout}");
 

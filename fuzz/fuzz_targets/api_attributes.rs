@@ -34,5 +34,11 @@ fuzz_target!(|data: &[u8]| {
         if let Route::Logs(_) = r {
             assert_eq!(subs, ["log"]);
         }
+        // Commands are `create` whatever the method (the exec-as-create departure).
+        if matches!(r, Route::Exec(_) | Route::Attach(_) | Route::PortForward(_) | Route::Run(_))
+            && let Some(a) = authz::attributes(method, path)
+        {
+            assert_eq!(a.verb, "create", "{method} {path}");
+        }
     }
 });

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use ironlet::pleg::{PlegHealth, Snapshot};
 use ironlet::server::api::{self, Api, Conn, Decision, Handles, Options};
-use ironlet::server::authn::{TokenAuthenticator, User};
+use ironlet::server::authn::{ReviewError, TokenAuthenticator, User};
 use ironlet::server::authz::StandalonePolicy;
 use ironlet::server::routes;
 use libfuzzer_sys::fuzz_target;
@@ -32,8 +32,8 @@ rules:
 
 struct Tokens;
 impl TokenAuthenticator for Tokens {
-    fn authenticate<'a>(&'a self, t: &'a str) -> BoxFuture<'a, Result<Option<User>, String>> {
-        let u = (t == "admin-token").then(|| User { name: "admin".into(), groups: vec![] });
+    fn authenticate<'a>(&'a self, t: &'a str) -> BoxFuture<'a, Result<Option<User>, ReviewError>> {
+        let u = (t == "admin-token").then(|| User { name: "admin".into(), groups: vec![], ..Default::default() });
         Box::pin(std::future::ready(Ok(u)))
     }
 }
@@ -72,6 +72,9 @@ fn world() -> &'static World {
                 max_streams: 4,
             };
             let api = Api::new(options, Some(Arc::new(Tokens)), Arc::new(StandalonePolicy::parse(POLICY).unwrap()), handles);
+            // Audit records to a scratch file (the production writer, 1 MiB rotation).
+            let audit = std::env::temp_dir().join(format!("ironlet-fuzz-audit-{}.log", std::process::id()));
+            let api = api.with_audit(Arc::new(ironlet::server::audit::AuditLog::open(&audit, 1 << 20).unwrap()));
             (Arc::new(api), tx)
         });
         World { rt, api, _tx: tx }
@@ -92,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let Ok(req) = b.body(Full::new(bytes::Bytes::from(body.to_owned()))) else { return };
     let w = world();
-    let user = |n: &str| Some(Ok(User { name: n.into(), groups: vec!["system:authenticated".into()] }));
+    let user = |n: &str| Some(Ok(User { name: n.into(), groups: vec!["system:authenticated".into()], ..Default::default() }));
     let conn = match who % 4 {
         0 => Conn::default(),
         1 => Conn { peer: user("mallory"), ..Default::default() },
@@ -100,6 +103,7 @@ fuzz_target!(|data: &[u8]| {
         _ => Conn { peer: Some(Err(())), ..Default::default() },
     };
     let route = routes::route(req.uri().path());
+    let upgrade = req.headers().contains_key(http::header::UPGRADE);
     w.rt.block_on(async {
         let (resp, outcome) = tokio::time::timeout(Duration::from_secs(5), api::serve(&w.api, &conn, req, &route))
             .await
@@ -109,6 +113,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(matches!(outcome.decision, Decision::Allow(_)), "{status} without allow: {outcome:?}");
         }
         assert_ne!(status, 101);
+        if upgrade {
+            // A refused upgrade always ends its connection, whatever the path or outcome.
+            assert_eq!(resp.headers().get(http::header::CONNECTION).map(|v| v.as_bytes()), Some(&b"close"[..]));
+        }
         let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         match status {
             401 => assert_eq!(&body[..], b"Unauthorized\n"),

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. Library code below returns typed errors;
 //! these functions are the edge where they become messages and exit codes.
 
+pub mod audit;
 pub mod confinement;
 pub mod logs;
 pub mod pods;
@@ -41,6 +42,8 @@ pub enum Command {
     /// The privileged mount helper; started by the agent itself.
     #[command(hide = true)]
     MountHelper(confinement::MountHelperArgs),
+    /// The kubelet API audit log: `ironlet audit verify FILE...` checks its hash chain.
+    Audit(audit::AuditArgs),
 }
 
 /// The `--root-dir` the read-only commands look at.
@@ -96,6 +99,7 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::run(args),
         Command::Confinement(args) => confinement::run(args),
         Command::MountHelper(args) => confinement::mount_helper(args),
+        Command::Audit(args) => audit::run(args),
     };
     exit_code(result)
 }

@@ -97,6 +97,12 @@ pub fn run(flags: RunFlags) -> anyhow::Result<()> {
     let config = loaded.config;
     check_host(&config, &flags)?;
     enforce_reserved_cgroups(&config)?;
+    // Before confinement (seccomp lists no prlimit64): soft fd limit up to the hard one.
+    match crate::sys::raise_nofile_limit() {
+        Ok((old, new)) if old != new => tracing::info!(old, new, "raised the soft RLIMIT_NOFILE"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the soft RLIMIT_NOFILE"),
+    }
     // The one confinement point: the process still has a single thread, and nothing has
     // bound a port or read untrusted input yet.
     crate::confine::apply(&config, flags.insecure_disable_confinement)?;

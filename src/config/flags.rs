@@ -72,6 +72,16 @@ pub struct RunFlags {
     #[arg(long, value_name = "DIR", hide = true)]
     pub insecure_proc_root: Option<PathBuf>,
 
+    /// Audit log of the kubelet API: JSON lines, hash-chained, mode 0600, rotated by size
+    /// (`ironlet audit verify` checks it). Without it, audit records go to stderr.
+    /// ironlet's own flag (upstream kubelet has no audit log).
+    #[arg(long, value_name = "PATH")]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// Size in MiB at which the audit log is rotated; 5 rotated files are kept [default: 100]
+    #[arg(long, value_name = "MIB")]
+    pub audit_log_maxsize: Option<u64>,
+
     /// The upstream flags of [`UPSTREAM_FLAGS`] as given; filled by [`RunArgs`].
     #[arg(skip)]
     pub upstream: UpstreamFlags,

@@ -104,6 +104,9 @@ pub struct Config {
     /// The standalone authorization policy (`--authorization-policy-file`), used when there
     /// is no API server to send SubjectAccessReviews to.
     pub authorization_policy_file: Option<PathBuf>,
+    /// The kubelet API audit log (`--audit-log-path`; stderr when none) and its rotation size.
+    pub audit_log_path: Option<PathBuf>,
+    pub audit_log_max_bytes: u64,
     /// Cluster mode (API server) settings and node reservations.
     pub cluster: cluster::Cluster,
     /// enableServer, the startup host checks, podsPerCore, enforceNodeAllocatable, TLS
@@ -307,12 +310,24 @@ impl Config {
             sync_frequency: duration(src, "syncFrequency", &raw.sync_frequency, secs(60))?,
             address: ip_or(src, "address", &raw.address, Ipv4Addr::UNSPECIFIED.into())?,
             port: port_or(src, "port", raw.port, 10250, 1)?,
-            healthz_bind_address: ip_or(
+            healthz_bind_address: match ip_or(
                 src,
                 "healthzBindAddress",
                 &raw.healthz_bind_address,
                 Ipv4Addr::LOCALHOST.into(),
-            )?,
+            )? {
+                // healthz is plain HTTP without authentication: loopback only (issue 15).
+                ip if !ip.is_loopback() && raw.healthz_port != Some(0) => {
+                    return Err(src.invalid(
+                        "healthzBindAddress",
+                        format!(
+                            "{ip} is not a loopback address: healthz is plain HTTP without authentication; \
+                             use 127.0.0.1 or ::1 (or healthzPort: 0)"
+                        ),
+                    ));
+                }
+                ip => ip,
+            },
             // 0 disables the healthz listener, as upstream.
             healthz_port: port_or(src, "healthzPort", raw.healthz_port, 10248, 0)?,
             authentication: authentication(src, raw)?,
@@ -359,6 +374,27 @@ impl Config {
                     ));
                 }
                 other => other.clone(),
+            },
+            audit_log_path: match &flags.audit_log_path {
+                Some(p) if !p.is_absolute() || p.file_name().is_none() => {
+                    return Err(Source::FLAGS.invalid(
+                        "--audit-log-path",
+                        format!("{p:?} must be an absolute file path"),
+                    ));
+                }
+                other => other.clone(),
+            },
+            audit_log_max_bytes: match flags
+                .audit_log_maxsize
+                .unwrap_or(crate::server::audit::DEFAULT_MAX_MB)
+            {
+                0 => {
+                    return Err(Source::FLAGS.invalid(
+                        "--audit-log-maxsize",
+                        "0: the audit log must rotate at some size (MiB)",
+                    ));
+                }
+                mb => mb.saturating_mul(1024 * 1024),
             },
             cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
             node: node::build(src, raw, raw.cgroups_per_qos.unwrap_or(true))?,
@@ -709,6 +745,8 @@ mod tests {
             enable_debugging_handlers: true,
             enable_system_log_handler: false,
             authorization_policy_file: None,
+            audit_log_path: None,
+            audit_log_max_bytes: crate::server::audit::DEFAULT_MAX_MB * 1024 * 1024,
             cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
             node: NodeSettings::default(),
         };
@@ -972,6 +1010,11 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
                 r#"invalid duration "-1m": a sign is not allowed"#,
             ),
             ("address: localhost\n", "address", "not an IP address"),
+            (
+                "healthzBindAddress: 0.0.0.0\n",
+                "healthzBindAddress",
+                "0.0.0.0 is not a loopback address",
+            ),
             (
                 "clusterDNS: [10.96.0.10, dns]\n",
                 "clusterDNS[1]",

@@ -130,6 +130,21 @@ fn check(name: &str, p: &ProcessReport, keep: &[String], problems: &mut Vec<Stri
     problems.len() == before
 }
 
+/// What the agent's record says landlock enforced, as a problem when it enforced nothing
+/// (ruleset `none`, or no landlock at all) outside the insecure mode, which reports itself.
+pub fn landlock_problem(record: &super::Record) -> Option<String> {
+    if record.insecure {
+        return None;
+    }
+    match record.landlock.as_ref().and_then(|l| l["ruleset"].as_str()) {
+        Some("full") | Some("partial") => None,
+        Some(other) => Some(format!(
+            "landlock enforced nothing (ruleset {other}): file access is not confined"
+        )),
+        None => Some("landlock was not applied: file access is not confined".into()),
+    }
+}
+
 /// Builds the report for the agent whose root dir is `root_dir`.
 pub fn report(root_dir: &Path) -> anyhow::Result<Report> {
     let record = super::read_record(root_dir)?;
@@ -145,7 +160,10 @@ pub fn report(root_dir: &Path) -> anyhow::Result<Report> {
         .iter()
         .map(|c| c.to_string())
         .collect();
-    let agent_confined = check("agent", &agent, &keep, &mut problems) && !record.insecure;
+    let landlock = landlock_problem(&record);
+    let agent_confined =
+        check("agent", &agent, &keep, &mut problems) && !record.insecure && landlock.is_none();
+    problems.extend(landlock);
     let helper_keep: Vec<String> = policies
         .helper_caps()
         .iter()
@@ -297,5 +315,27 @@ mod tests {
         assert_eq!(t.seccomp_filters, Some(2));
         assert_eq!(t.cap_eff, vec!["CAP_DAC_OVERRIDE", "CAP_FOWNER"]);
         assert!(t.cap_amb.is_empty());
+    }
+
+    #[test]
+    fn a_landlock_that_enforced_nothing_is_a_problem() {
+        let record = |ruleset: Option<&str>, insecure: bool| super::super::Record {
+            pid: 1,
+            insecure,
+            applied_unix: 0.0,
+            capabilities_kept: vec![],
+            no_new_privs: true,
+            landlock: ruleset.map(|r| serde_json::json!({"kernel_abi": 0, "ruleset": r})),
+            seccomp: None,
+            helper_pid: None,
+            notes: vec![],
+        };
+        assert_eq!(landlock_problem(&record(Some("full"), false)), None);
+        assert_eq!(landlock_problem(&record(Some("partial"), false)), None);
+        let none = landlock_problem(&record(Some("none"), false)).unwrap();
+        assert!(none.contains("enforced nothing"), "{none}");
+        assert!(landlock_problem(&record(None, false)).is_some());
+        // The insecure mode is reported on its own.
+        assert_eq!(landlock_problem(&record(None, true)), None);
     }
 }

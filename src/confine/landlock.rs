@@ -132,6 +132,12 @@ pub fn fs_rules(config: &Config, cgroup_dirs: &[PathBuf]) -> Vec<PathRule> {
         config.authorization_policy_file.as_deref(),
         "the standalone authorization policy of 10250",
     );
+    if let Some(dir) = config.audit_log_path.as_deref().and_then(Path::parent) {
+        r.write(
+            dir,
+            "the kubelet API audit log and its rotated files (--audit-log-path; give it its own directory)",
+        );
+    }
     if config.enable_system_log_handler {
         r.read(
             "/var/log",

@@ -60,6 +60,41 @@ pub struct DenyRule {
     pub reason: String,
 }
 
+/// An argument filter on an allowed call: when the arguments match, the call answers
+/// `errno` instead of running.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgRule {
+    pub syscall: String,
+    pub errno: String,
+    pub when: ArgMatch,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum ArgMatch {
+    /// Any of these flags (names, see [`constant`]) is set in argument `arg`.
+    AnyFlag { arg: u8, flags: Vec<String> },
+    /// Argument `arg` (a 32-bit int) is none of these values (names, see [`constant`]).
+    NoneOf { arg: u8, values: Vec<String> },
+}
+
+/// The constants an argument filter may name.
+pub fn constant(name: &str) -> Option<u64> {
+    Some(match name {
+        "CLONE_NEWUSER" => libc::CLONE_NEWUSER as u64,
+        "CLONE_NEWNET" => libc::CLONE_NEWNET as u64,
+        "CLONE_NEWNS" => libc::CLONE_NEWNS as u64,
+        "CLONE_NEWPID" => libc::CLONE_NEWPID as u64,
+        "AF_UNIX" => libc::AF_UNIX as u64,
+        "AF_INET" => libc::AF_INET as u64,
+        "AF_INET6" => libc::AF_INET6 as u64,
+        "AF_NETLINK" => libc::AF_NETLINK as u64,
+        _ => return None,
+    })
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyscallFilter {
@@ -67,6 +102,9 @@ pub struct SyscallFilter {
     pub allow: Vec<AllowRule>,
     #[serde(default)]
     pub deny: Vec<DenyRule>,
+    /// Argument filters on allowed calls (answered with their errno when they match).
+    #[serde(default)]
+    pub deny_args: Vec<ArgRule>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -90,6 +128,7 @@ pub fn errno_number(name: &str) -> Option<u32> {
         "EPERM" => libc::EPERM,
         "EACCES" => libc::EACCES,
         "ENOSYS" => libc::ENOSYS,
+        "EAFNOSUPPORT" => libc::EAFNOSUPPORT,
         _ => return None,
     } as u32)
 }
@@ -140,6 +179,29 @@ fn check_filter(name: &str, f: &SyscallFilter) -> Result<(), String> {
                 "seccomp {name}: {}: unknown errno {:?}",
                 d.syscall, d.errno
             ));
+        }
+    }
+    for a in &f.deny_args {
+        let at = format!("seccomp {name}.deny_args: {}", a.syscall);
+        check_reason(&at, &a.reason)?;
+        if !f.allow.iter().any(|r| r.syscall == a.syscall) {
+            return Err(format!(
+                "{at}: an argument filter narrows an allowed call; {} is not allowed",
+                a.syscall
+            ));
+        }
+        if errno_number(&a.errno).is_none() {
+            return Err(format!("{at}: unknown errno {:?}", a.errno));
+        }
+        let (arg, names) = match &a.when {
+            ArgMatch::AnyFlag { arg, flags } => (*arg, flags),
+            ArgMatch::NoneOf { arg, values } => (*arg, values),
+        };
+        if arg > 5 || names.is_empty() {
+            return Err(format!("{at}: argument index 0..=5 and at least one name"));
+        }
+        if let Some(bad) = names.iter().find(|n| constant(n).is_none()) {
+            return Err(format!("{at}: unknown constant {bad:?}"));
         }
     }
     Ok(())
@@ -221,6 +283,38 @@ mod tests {
                 .all(|c| *c != caps::Capability::CAP_SYS_ADMIN)
         );
         assert_eq!(p.helper_caps(), vec![caps::Capability::CAP_SYS_ADMIN]);
+    }
+
+    #[test]
+    fn the_agent_filters_namespaces_and_socket_families_and_answers_clone3_enosys() {
+        let p = Policies::load().unwrap();
+        let a = &p.seccomp.agent;
+        assert!(
+            a.deny
+                .iter()
+                .any(|d| d.syscall == "clone3" && d.errno == "ENOSYS")
+        );
+        assert!(!a.allow.iter().any(|r| r.syscall == "clone3"));
+        let when = |sc: &str| {
+            a.deny_args
+                .iter()
+                .find(|r| r.syscall == sc)
+                .map(|r| r.when.clone())
+        };
+        let Some(ArgMatch::AnyFlag { arg: 0, flags }) = when("clone") else {
+            panic!("clone")
+        };
+        assert!(flags.contains(&"CLONE_NEWUSER".into()) && flags.contains(&"CLONE_NEWNET".into()));
+        let Some(ArgMatch::NoneOf { arg: 0, values }) = when("socket") else {
+            panic!("socket")
+        };
+        assert_eq!(values, ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"]);
+        let bad = SECCOMP_JSON.replacen("\"CLONE_NEWUSER\"", "\"CLONE_NEWUSR\"", 1);
+        assert!(
+            Policies::parse(CAPABILITIES_JSON, &bad)
+                .unwrap_err()
+                .contains("CLONE_NEWUSR")
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ fn errno_name(e: &io::Error) -> String {
         Some(libc::EFAULT) => "EFAULT".into(),
         Some(libc::ESRCH) => "ESRCH".into(),
         Some(libc::ENOSYS) => "ENOSYS".into(),
+        Some(libc::EAFNOSUPPORT) => "EAFNOSUPPORT".into(),
         Some(n) => format!("errno {n}"),
         None => e.to_string(),
     }
@@ -101,6 +102,28 @@ pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
             crate::sys::attempt(what, &scratch),
         ));
     }
+    // Argument filters (issue 15): no new user or network namespace through clone, clone3
+    // answered ENOSYS (glibc then falls back to the filtered clone), and no socket family
+    // beyond unix, inet, inet6 and netlink.
+    for (what, name, expected) in [
+        (Forbidden::CloneNewUser, "clone CLONE_NEWUSER", "EPERM"),
+        (Forbidden::CloneNewNet, "clone CLONE_NEWNET", "EPERM"),
+        (Forbidden::Clone3, "clone3", "ENOSYS"),
+        (Forbidden::SocketAlg, "socket AF_ALG", "EAFNOSUPPORT"),
+    ] {
+        out.push(expect_err(
+            name,
+            &[expected],
+            crate::sys::attempt(what, &scratch),
+        ));
+    }
+    // Threads still start (through clone, after clone3's ENOSYS).
+    out.push(expect_ok(
+        "start a thread",
+        std::thread::spawn(|| ())
+            .join()
+            .map_err(|_| io::Error::other("thread panicked")),
+    ));
     // The plan still lets the agent do its job.
     let inside = config.root_dir.join("pods").join(".probe");
     out.push(expect_ok(

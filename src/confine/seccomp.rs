@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use seccompiler::{BpfProgram, TargetArch};
 
-use super::policy::{DefaultAction, SyscallFilter, errno_number};
+use super::policy::{ArgMatch, ArgRule, DefaultAction, SyscallFilter, constant, errno_number};
 
 #[cfg(target_arch = "x86_64")]
 const ARCH: TargetArch = TargetArch::x86_64;
@@ -36,6 +36,37 @@ fn compile_one(
         .iter()
         .map(|n| serde_json::json!({ "syscall": n }))
         .collect();
+    compile_rules(mismatch, matched, filter)
+}
+
+/// seccompiler rules for one argument filter: one rule per flag (any of them matches), or
+/// one rule whose conditions all hold (the value is none of those listed).
+fn arg_rules(r: &ArgRule) -> Vec<serde_json::Value> {
+    let value = |n: &String| constant(n).unwrap_or(u64::MAX);
+    match &r.when {
+        ArgMatch::AnyFlag { arg, flags } => flags
+            .iter()
+            .map(|f| {
+                let bit = value(f);
+                serde_json::json!({ "syscall": r.syscall, "args": [
+                    { "index": arg, "type": "qword", "op": { "masked_eq": bit }, "val": bit }
+                ]})
+            })
+            .collect(),
+        ArgMatch::NoneOf { arg, values } => vec![serde_json::json!({
+            "syscall": r.syscall,
+            "args": values.iter().map(|v| serde_json::json!(
+                { "index": arg, "type": "dword", "op": "ne", "val": value(v) }
+            )).collect::<Vec<_>>()
+        })],
+    }
+}
+
+fn compile_rules(
+    mismatch: serde_json::Value,
+    matched: serde_json::Value,
+    filter: Vec<serde_json::Value>,
+) -> Result<BpfProgram, String> {
     let json = serde_json::json!({
         "f": { "mismatch_action": mismatch, "match_action": matched, "filter": filter }
     });
@@ -62,16 +93,23 @@ pub fn compile(filter: &SyscallFilter) -> Result<Vec<BpfProgram>, String> {
     let mut listed: Vec<&str> = filter.allow.iter().map(|r| r.syscall.as_str()).collect();
     listed.extend(filter.deny.iter().map(|r| r.syscall.as_str()));
     let mut programs = Vec::new();
-    let mut by_errno: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
+    let mut by_errno: BTreeMap<u32, Vec<serde_json::Value>> = BTreeMap::new();
     for d in &filter.deny {
         let errno = errno_number(&d.errno).ok_or_else(|| format!("unknown errno {}", d.errno))?;
-        by_errno.entry(errno).or_default().push(&d.syscall);
+        by_errno
+            .entry(errno)
+            .or_default()
+            .push(serde_json::json!({ "syscall": d.syscall }));
     }
-    for (errno, names) in by_errno {
-        programs.push(compile_one(
+    for a in &filter.deny_args {
+        let errno = errno_number(&a.errno).ok_or_else(|| format!("unknown errno {}", a.errno))?;
+        by_errno.entry(errno).or_default().extend(arg_rules(a));
+    }
+    for (errno, rules) in by_errno {
+        programs.push(compile_rules(
             serde_json::json!("allow"),
             serde_json::json!({ "errno": errno }),
-            &names,
+            rules,
         )?);
     }
     // The allow-list goes last: once it is in, seccomp(2) itself is no longer allowed.

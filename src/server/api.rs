@@ -5,7 +5,7 @@
 //! 2. map the method to a verb (unmapped methods → 405) and the path to subresources
 //!    (upstream's mapping, fine-grained first, then `proxy`), and authorize → 403 / 500;
 //! 3. only then route: unknown paths → 404, wrong methods → 405, disabled handlers → 405;
-//! 4. one audit line and the request metrics, whatever happened.
+//! 4. one audit record (`audit.rs`) and the request metrics, whatever happened.
 //!
 //! Error bodies are short fixed strings: they never echo the user, verb, resource, path or
 //! any internal error.
@@ -21,6 +21,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use tokio::sync::{Semaphore, watch};
 
+use super::audit::{self, AuditLog, Event, RequestEvent, Target};
 use super::authn::{self, TokenAuthenticator, User};
 use super::authz::{self, Authorizer, Review, Verdict};
 use super::metrics::HttpMetrics;
@@ -36,10 +37,14 @@ pub const NOT_FOUND: &str = "Not Found\n";
 pub const METHOD_NOT_ALLOWED: &str = "Method Not Allowed\n";
 pub const DEBUG_DISABLED: &str = "Debug endpoints are disabled.\n";
 pub const INTERNAL: &str = "Internal Server Error\n";
+pub const UNAVAILABLE: &str = "Service Unavailable\n";
 /// Request bodies (only `/run` reads one) are capped at this size.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Audit lines carry at most this much of the path.
-const AUDIT_PATH_CHARS: usize = 256;
+
+/// The command a handler actually ran (`/run` reads it from a form body too), attached to
+/// its response for the audit record.
+#[derive(Debug, Clone)]
+pub struct AuditCommand(pub Vec<String>);
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -66,6 +71,16 @@ pub fn json(bytes: Vec<u8>) -> Response<Body> {
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// 503 with `Retry-After`: the review budget is exhausted; nothing was queued.
+pub fn busy() -> Response<Body> {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(crate::budget::RETRY_AFTER_SECS),
     );
     r
 }
@@ -111,6 +126,8 @@ pub struct Api {
     pub handles: Handles,
     pub metrics: HttpMetrics,
     pub streams: Arc<Semaphore>,
+    /// The audit writer (stderr until [`Api::with_audit`] names another).
+    pub audit: Arc<AuditLog>,
 }
 
 impl Api {
@@ -127,7 +144,14 @@ impl Api {
             authorizer,
             handles,
             metrics: HttpMetrics::default(),
+            audit: Arc::new(AuditLog::stderr()),
         }
+    }
+
+    /// Sends the audit records to `audit` (the `--audit-log-path` file).
+    pub fn with_audit(mut self, audit: Arc<AuditLog>) -> Api {
+        self.audit = audit;
+        self
     }
 }
 
@@ -137,6 +161,8 @@ impl Api {
 pub struct Conn {
     pub peer: Option<Result<User, ()>>,
     pub idle_timeout_ms: Arc<AtomicU64>,
+    /// The client's address, for the audit record.
+    pub peer_addr: Option<std::net::SocketAddr>,
 }
 
 impl Conn {
@@ -162,6 +188,8 @@ pub enum Decision {
     MethodNotAllowed,
     Forbidden,
     AuthorizerError,
+    /// The review budget was exhausted: 503 with `Retry-After`.
+    Busy,
     /// Allowed, and by what (a policy rule name, or "webhook").
     Allow(String),
 }
@@ -173,6 +201,7 @@ impl Decision {
             Decision::MethodNotAllowed => "method-not-allowed",
             Decision::Forbidden => "forbidden",
             Decision::AuthorizerError => "error",
+            Decision::Busy => "busy",
             Decision::Allow(_) => "allow",
         }
     }
@@ -187,8 +216,9 @@ where
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
     let route = routes::route(&path);
-    let (resp, outcome) = serve(&api, &conn, req, &route).await;
+    let (mut resp, outcome) = serve(&api, &conn, req, &route).await;
     let status = resp.status().as_u16();
     api.metrics.record(
         &method,
@@ -197,39 +227,133 @@ where
         &outcome.decision,
         started.elapsed(),
     );
-    audit(&method, &path, &outcome, status, started.elapsed());
+    let ran = resp.extensions_mut().remove::<AuditCommand>();
+    let event = audit_event(
+        &conn,
+        &method,
+        &path,
+        &query,
+        &route,
+        &outcome,
+        ran,
+        status,
+        started.elapsed(),
+    );
+    if matches!(outcome.decision, Decision::Unauthenticated(_)) {
+        api.audit.write_noise(event);
+    } else {
+        api.audit.write(event);
+    }
     resp
 }
 
-fn audit(method: &Method, path: &str, o: &Outcome, status: u16, took: Duration) {
-    let shown: String = path.chars().take(AUDIT_PATH_CHARS).collect();
-    let (user, groups) = o.user.as_ref().map_or((String::new(), String::new()), |u| {
-        (u.name.clone(), u.groups.join(","))
-    });
-    let (decision_detail, reason) = match &o.decision {
-        Decision::Allow(by) => ("allow", by.as_str()),
-        Decision::Unauthenticated(why) => ("unauthenticated", *why),
-        d => (d.as_str(), ""),
+/// The audit record of one request: who, what, the decision and, for exec, attach,
+/// portForward and run, the target and the command (bounded).
+#[allow(clippy::too_many_arguments)]
+fn audit_event(
+    conn: &Conn,
+    method: &Method,
+    path: &str,
+    query: &str,
+    route: &Route,
+    o: &Outcome,
+    ran: Option<AuditCommand>,
+    status: u16,
+    took: Duration,
+) -> Event {
+    let b = |s: &str| audit::bound(s, audit::MAX_FIELD);
+    let (reason, decision) = match &o.decision {
+        Decision::Allow(by) => (b(by), "allow"),
+        Decision::Unauthenticated(why) => (b(why), "unauthenticated"),
+        d => (String::new(), d.as_str()),
     };
-    tracing::info!(
-        target: "audit",
-        user = %user,
-        groups = %groups,
-        method = %method,
-        verb = o.verb.unwrap_or(""),
-        resource = "nodes",
-        subresource = o.subresource.unwrap_or(""),
-        path = %shown,
-        decision = decision_detail,
-        reason = reason,
-        status = status,
-        latency_ms = took.as_secs_f64() * 1000.0,
-        "kubelet API request"
-    );
+    let target = |kind: &str, ns: &str, pod: &str, uid: &Option<String>, c: Option<&str>| {
+        Some(Target {
+            kind: kind.into(),
+            namespace: b(ns),
+            pod: b(pod),
+            uid: uid.as_deref().map(b),
+            container: c.map(b),
+        })
+    };
+    let (target, command) = match route {
+        Route::Exec(c) => (
+            target("exec", &c.namespace, &c.pod, &c.uid, Some(&c.container)),
+            super::query::stream_options(query, true)
+                .ok()
+                .map(|o| o.command),
+        ),
+        Route::Attach(c) => (
+            target("attach", &c.namespace, &c.pod, &c.uid, Some(&c.container)),
+            None,
+        ),
+        Route::PortForward(p) => (
+            target("portForward", &p.namespace, &p.pod, &p.uid, None),
+            None,
+        ),
+        Route::Run(c) => (
+            target("run", &c.namespace, &c.pod, &c.uid, Some(&c.container)),
+            ran.map(|r| r.0)
+                .or_else(|| super::query::run_command(query, "").ok()),
+        ),
+        _ => (None, None),
+    };
+    let (command, command_truncated) = match command {
+        Some(argv) => {
+            let (argv, cut) = audit::bound_command(&argv);
+            (Some(argv), cut)
+        }
+        None => (None, false),
+    };
+    Event::Request(Box::new(RequestEvent {
+        peer: conn.peer_addr.map(|a| a.to_string()),
+        user: o.user.as_ref().map(|u| b(&u.name)),
+        uid: o.user.as_ref().and_then(|u| u.uid.as_deref()).map(b),
+        groups: o
+            .user
+            .iter()
+            .flat_map(|u| u.groups.iter().take(audit::MAX_GROUPS))
+            .map(|g| b(g))
+            .collect(),
+        method: b(method.as_str()),
+        verb: o.verb.map(str::to_owned),
+        resource: "nodes".into(),
+        subresource: o.subresource.map(str::to_owned),
+        path: b(path),
+        decision: decision.into(),
+        reason,
+        status,
+        latency_ms: took.as_secs_f64() * 1000.0,
+        target,
+        command,
+        command_truncated,
+    }))
 }
 
 /// Steps 1–3. Returns the response and the outcome that produced it.
+///
+/// The CVE-2018-1002105 lesson is enforced here, once for every path and every outcome: a
+/// request that asked for an upgrade and was not answered 101 ends its connection, so no
+/// byte pipelined after it is ever read as a request.
 pub async fn serve<B>(
+    api: &Arc<Api>,
+    conn: &Conn,
+    req: Request<B>,
+    route: &Route,
+) -> (Response<Body>, Outcome)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let (resp, outcome) = decide_and_route(api, conn, req, route).await;
+    if upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return (close(resp), outcome);
+    }
+    (resp, outcome)
+}
+
+async fn decide_and_route<B>(
     api: &Arc<Api>,
     conn: &Conn,
     req: Request<B>,
@@ -242,7 +366,7 @@ where
     // The attributes are known before authentication, so every audit line carries them.
     let mut outcome = Outcome {
         user: None,
-        verb: authz::verb(req.method().as_str()),
+        verb: authz::request_verb(req.method().as_str(), req.uri().path()),
         subresource: authz::subresources(req.uri().path()).first().copied(),
         decision: Decision::Unauthenticated("no credentials"),
     };
@@ -251,6 +375,10 @@ where
     let user =
         match authn::authenticate(conn.peer.as_ref(), req.headers(), api.tokens.as_deref()).await {
             Ok((user, _)) => user,
+            Err(authn::Failure::Busy) => {
+                outcome.decision = Decision::Unauthenticated(authn::Failure::Busy.as_str());
+                return (close(busy()), outcome);
+            }
             Err(f) => {
                 if let authn::Failure::WebhookError(e) = &f {
                     tracing::warn!(error = %e, "token review failed; request refused");
@@ -261,7 +389,7 @@ where
         };
     outcome.user = Some(user.clone());
     // 2. Authorization on upstream's attributes.
-    let Some(verb) = authz::verb(req.method().as_str()) else {
+    let Some(verb) = authz::request_verb(req.method().as_str(), req.uri().path()) else {
         outcome.decision = Decision::MethodNotAllowed;
         return (
             text(StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED),
@@ -269,12 +397,15 @@ where
         );
     };
     let mut failed = false;
+    let mut busy_ = false;
     let mut allowed = None;
     for sub in authz::subresources(req.uri().path()) {
         outcome.subresource = Some(sub);
         let review = Review {
             user: user.name.clone(),
             groups: user.groups.clone(),
+            uid: user.uid.clone(),
+            extra: user.extra.clone(),
             verb,
             subresource: sub,
         };
@@ -284,15 +415,20 @@ where
                 break;
             }
             Ok(Verdict::Deny) => {}
-            Err(e) => {
+            Err(authz::ReviewError::Busy) => {
+                busy_ = true;
+                break;
+            }
+            Err(authz::ReviewError::Failed(e)) => {
                 tracing::warn!(error = %e, "authorizer failed; request refused");
                 failed = true;
             }
         }
     }
     let Some(by) = allowed else {
-        let upgrade = req.headers().contains_key(header::UPGRADE);
-        let (decision, resp) = if failed {
+        let (decision, resp) = if busy_ {
+            (Decision::Busy, close(busy()))
+        } else if failed {
             (
                 Decision::AuthorizerError,
                 text(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL),
@@ -301,28 +437,12 @@ where
             (Decision::Forbidden, text(StatusCode::FORBIDDEN, FORBIDDEN))
         };
         outcome.decision = decision;
-        // A refused upgrade ends the connection: nothing after it is read.
-        return (if upgrade { close(resp) } else { resp }, outcome);
+        return (resp, outcome);
     };
     outcome.decision = Decision::Allow(by);
     // 3. Routing, only for allowed requests.
-    let resp = dispatch(api, conn, req, route).await;
-    (resp, outcome)
-}
-
-async fn dispatch<B>(api: &Arc<Api>, conn: &Conn, req: Request<B>, route: &Route) -> Response<Body>
-where
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let upgrade = req.headers().contains_key(header::UPGRADE);
     let resp = route_request(api, conn, req, route).await;
-    if upgrade && resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // The CVE-2018-1002105 lesson: a request that asked for an upgrade and did not get
-        // one ends its connection.
-        return close(resp);
-    }
-    resp
+    (resp, outcome)
 }
 
 async fn route_request<B>(

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use http::HeaderMap;
 use rustls::pki_types::CertificateDer;
 
-pub use super::authz::User;
+pub use super::authz::{ReviewError, User};
 
 /// Every authenticated user is also in this group, as upstream.
 pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
@@ -18,7 +18,10 @@ pub const AUTHENTICATED_GROUP: &str = "system:authenticated";
 /// Checks bearer tokens. `Ok(None)` means the token is not valid; `Err` means the check
 /// itself failed (the request is refused either way, and errors are not cached).
 pub trait TokenAuthenticator: Send + Sync {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<User>, String>>;
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>, ReviewError>>;
 }
 
 /// How a request was authenticated (for the audit line).
@@ -38,6 +41,8 @@ pub enum Failure {
     MalformedHeader,
     CertificateUnreadable,
     WebhookError(String),
+    /// The review budget is exhausted (503 with `Retry-After`, not 401).
+    Busy,
 }
 
 impl Failure {
@@ -49,6 +54,7 @@ impl Failure {
             Failure::MalformedHeader => "malformed Authorization header",
             Failure::CertificateUnreadable => "client certificate unreadable",
             Failure::WebhookError(_) => "token review failed",
+            Failure::Busy => "review budget exhausted",
         }
     }
 }
@@ -67,7 +73,11 @@ pub fn user_from_certificate(cert: &CertificateDer<'_>) -> Option<User> {
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
     groups.push(AUTHENTICATED_GROUP.into());
-    Some(User { name, groups })
+    Some(User {
+        name,
+        groups,
+        ..Default::default()
+    })
 }
 
 /// The bearer token of an `Authorization` header. `Ok(None)` when there is no header;
@@ -112,7 +122,8 @@ pub async fn authenticate(
             Ok((user, Method::Token))
         }
         Ok(None) => Err(Failure::InvalidToken),
-        Err(e) => Err(Failure::WebhookError(e)),
+        Err(ReviewError::Busy) => Err(Failure::Busy),
+        Err(ReviewError::Failed(e)) => Err(Failure::WebhookError(e)),
     }
 }
 

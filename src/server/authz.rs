@@ -6,7 +6,7 @@
 //! groups, verbs and subresources explicitly, with a reason. There are no wildcards, so no
 //! file can express "allow everything".
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use futures::future::BoxFuture;
@@ -64,18 +64,40 @@ pub fn subresources(path: &str) -> &'static [&'static str] {
     }
 }
 
+/// The routes that run something in a container or open a stream into it: `/exec`,
+/// `/attach`, `/portForward` and `/run`.
+pub fn is_command(path: &str) -> bool {
+    ["/exec", "/attach", "/portForward", "/run"]
+        .iter()
+        .any(|p| under(path, p))
+}
+
+/// The verb a request is authorized with. Upstream takes it from the method alone, so
+/// `GET /exec/...` (a WebSocket or SPDY upgrade) is `get` and `get nodes/proxy`, a
+/// read-only monitoring grant, is enough to run commands in every container of the node.
+/// ironlet departs from upstream here on purpose (SECURITY.md): exec, attach, portForward
+/// and run are `create` whatever the method. Methods upstream does not map get no verb.
+pub fn request_verb(method: &str, path: &str) -> Option<&'static str> {
+    let v = verb(method)?;
+    Some(if is_command(path) { "create" } else { v })
+}
+
 pub fn attributes(method: &str, path: &str) -> Option<Attributes> {
     Some(Attributes {
-        verb: verb(method)?,
+        verb: request_verb(method, path)?,
         subresources: subresources(path),
     })
 }
 
-/// Who is asking, after authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who is asking, after authentication. `uid` and `extra` come from a TokenReview (a
+/// certificate has neither) and are passed on to the SubjectAccessReview, as upstream does,
+/// so authorizers that narrow a principal by them see them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct User {
     pub name: String,
     pub groups: Vec<String>,
+    pub uid: Option<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 const VERBS: &[&str] = &["get", "create", "update", "patch", "delete"];
@@ -245,8 +267,22 @@ impl StandalonePolicy {
 pub struct Review {
     pub user: String,
     pub groups: Vec<String>,
+    /// The TokenReview's uid and extra (part of the cache key of webhook decisions).
+    pub uid: Option<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
     pub verb: &'static str,
     pub subresource: &'static str,
+}
+
+/// Why an authenticator or authorizer could not answer. Either way nothing is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    /// The review budget (budget.rs) is exhausted: answered 503 with `Retry-After`.
+    #[error("review budget exhausted")]
+    Busy,
+    /// The review failed (answered 401 for tokens, 500 for authorization).
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The answer to one [`Review`], with what decided it (a rule name, or "webhook").
@@ -260,7 +296,7 @@ pub enum Verdict {
 /// first, then `proxy`), so an authorizer answers one subresource at a time, as a
 /// SubjectAccessReview does. `Err` is a failure to decide (answered 500, never allowed).
 pub trait Authorizer: Send + Sync {
-    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, String>>;
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>>;
 }
 
 impl StandalonePolicy {
@@ -278,8 +314,31 @@ impl StandalonePolicy {
 }
 
 impl Authorizer for StandalonePolicy {
-    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, String>> {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
         Box::pin(std::future::ready(Ok(self.check(review))))
+    }
+}
+
+/// Cluster mode with `--authorization-policy-file`: both must allow. The local policy is
+/// asked first (no network call), so a request it denies never becomes a
+/// SubjectAccessReview; what it allows is then asked of the API server. The policy can
+/// only narrow what the cluster grants, never widen it.
+pub struct Both {
+    pub local: StandalonePolicy,
+    pub remote: std::sync::Arc<dyn Authorizer>,
+}
+
+impl Authorizer for Both {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
+        Box::pin(async move {
+            let Verdict::Allow(rule) = self.local.check(review) else {
+                return Ok(Verdict::Deny);
+            };
+            Ok(match self.remote.authorize(review).await? {
+                Verdict::Allow(by) => Verdict::Allow(format!("{rule}+{by}")),
+                Verdict::Deny => Verdict::Deny,
+            })
+        })
     }
 }
 
@@ -293,6 +352,7 @@ mod tests {
         User {
             name: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
         }
     }
 
@@ -317,6 +377,43 @@ mod tests {
         assert_eq!(subresources("/exec/ns/pod/c"), ["proxy"]);
         assert_eq!(subresources("/containerLogs/ns/pod/c"), ["proxy"]);
         assert_eq!(subresources("/checkpoint/ns/p/c"), ["checkpoint"]);
+    }
+
+    #[test]
+    fn commands_are_create_whatever_the_method() {
+        for path in [
+            "/exec/ns/p/c",
+            "/exec/ns/p/uid/c",
+            "/attach/ns/p/c",
+            "/portForward/ns/p",
+            "/run/ns/p/c",
+            "/exec",
+        ] {
+            for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] {
+                assert_eq!(
+                    request_verb(method, path),
+                    Some("create"),
+                    "{method} {path}"
+                );
+            }
+            assert_eq!(request_verb("OPTIONS", path), None);
+        }
+        assert_eq!(request_verb("GET", "/execx/ns/p/c"), Some("get"));
+        assert_eq!(request_verb("GET", "/containerLogs/ns/p/c"), Some("get"));
+        assert_eq!(request_verb("DELETE", "/pods"), Some("delete"));
+        let get_proxy = StandalonePolicy::parse(
+            "apiVersion: ironlet.dev/v1alpha1\nkind: StandaloneAuthorizationPolicy\nrules:\n- name: monitoring\n  reason: read-only monitoring\n  users: [mon]\n  verbs: [get]\n  subresources: [proxy]\n",
+        )
+        .unwrap();
+        let mon = user("mon", &[]);
+        assert_eq!(
+            get_proxy.decide(&mon, &attributes("GET", "/exec/ns/p/c").unwrap()),
+            Decision::Deny
+        );
+        assert!(matches!(
+            get_proxy.decide(&mon, &attributes("GET", "/containerLogs/ns/p/c").unwrap()),
+            Decision::Allow { .. }
+        ));
     }
 
     #[test]

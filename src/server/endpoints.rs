@@ -306,6 +306,13 @@ where
         Ok(a) => a,
         Err(_) => return text(StatusCode::BAD_REQUEST, "Bad Request: cmd is required\n"),
     };
+    // The audit record carries the command as run, form body included.
+    let mut resp = run_argv(api, c, argv.clone()).await;
+    resp.extensions_mut().insert(super::api::AuditCommand(argv));
+    resp
+}
+
+async fn run_argv(api: &Api, c: &ContainerRef, argv: Vec<String>) -> Response<Body> {
     let Some(container) = running_container(api, c) else {
         return text(StatusCode::NOT_FOUND, super::api::NOT_FOUND);
     };

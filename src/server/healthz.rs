@@ -1,6 +1,11 @@
 //! The healthz listener: plain HTTP on healthzBindAddress:healthzPort (upstream default
 //! 127.0.0.1:10248), serving `/healthz` and its upstream sub-checks only. It reveals nothing
 //! but health, so it needs no authentication; it must not grow other routes.
+//!
+//! It is served by the same accept loop and HTTP/1.1 stack as 10250
+//! (`listener::serve_plain`): a connection cap, a request-head timeout and an idle
+//! timeout (`listener::Limits::healthz`). Its address must be loopback (a startup
+//! error otherwise).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,5 +62,9 @@ pub async fn bind(
 ) -> std::io::Result<impl std::future::Future<Output = std::io::Result<()>>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(address = %listener.local_addr()?, "healthz listening");
-    Ok(axum::serve(listener, router(pleg, started)).into_future())
+    let router = router(pleg, started);
+    Ok(async move {
+        super::listener::serve_plain(listener, router, super::listener::Limits::healthz()).await;
+        Ok(())
+    })
 }

@@ -2,15 +2,21 @@
 //! the client CA, optional so bearer tokens work), then HTTP/1.1 with upgrades.
 //!
 //! Limits (all constants in [`Limits`]):
-//! - at most `max_connections` connections at once; more are closed at accept;
+//! - at most `max_connections` connections at once, and at most `max_per_source` from one
+//!   IP address; more are closed at accept;
+//! - `reserved_for_client_certs` more slots are kept for peers with a client certificate
+//!   (the API server's, for logs, exec and metrics): a connection that gets one of these
+//!   and completes its handshake without a certificate is closed, so a flood of
+//!   token-less or anonymous connections cannot lock the API server out;
 //! - the TLS handshake and the request head each must arrive within their timeouts;
 //! - request heads larger than `max_header_bytes` are refused by hyper (431);
 //! - a connection with no byte moving either way for `idle_timeout` is closed; streaming
 //!   requests raise that to `streamingConnectionIdleTimeout`;
 //! - HTTP/2 is not offered (ALPN `http/1.1` only), so HTTP/2 rapid reset does not apply.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,6 +37,8 @@ use super::authn;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_connections: usize,
+    pub max_per_source: usize,
+    pub reserved_for_client_certs: usize,
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -41,10 +49,49 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 512,
+            max_per_source: 64,
+            reserved_for_client_certs: 64,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// One connection's share of its source's count; dropping it gives the share back.
+struct SourceSlot {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+        ip: IpAddr,
+        max: usize,
+    ) -> Option<SourceSlot> {
+        let mut m = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            counts: Arc::clone(counts),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
         }
     }
 }
@@ -145,6 +192,72 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     }
 }
 
+impl Limits {
+    /// The healthz listener's limits: the same code and the same kinds of limit as
+    /// 10250, sized for a local prober (plain HTTP, no reserved slots: there are no
+    /// certificates).
+    pub fn healthz() -> Limits {
+        Limits {
+            max_connections: 64,
+            max_per_source: 64,
+            reserved_for_client_certs: 0,
+            handshake_timeout: Duration::ZERO,
+            header_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+        }
+    }
+
+    fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            .max_buf_size(self.max_header_bytes.max(8192))
+            .keep_alive(true);
+        builder
+    }
+}
+
+/// Serves a plain-HTTP router (healthz) on `listener` with `limits`: the same accept
+/// loop, caps, header and idle timeouts as 10250, minus TLS.
+pub async fn serve_plain(listener: TcpListener, router: axum::Router, limits: Limits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "healthz accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(source) = SourceSlot::take(&sources, peer.ip(), limits.max_per_source) else {
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
+        };
+        let router = router.clone();
+        let builder = limits.http1();
+        let idle_ms = Arc::new(AtomicU64::new(
+            u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
+        ));
+        tokio::spawn(async move {
+            let _slots = (permit, source);
+            let io = IdleIo::new(tcp, idle_ms);
+            let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                use tower::ServiceExt;
+                router.clone().oneshot(req)
+            });
+            if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+                tracing::debug!(%peer, error = %e, "healthz connection ended with an error");
+            }
+        });
+    }
+}
+
 /// Serves the API on `listener` until the future is dropped.
 pub async fn serve(
     listener: TcpListener,
@@ -154,8 +267,20 @@ pub async fn serve(
 ) {
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let reserved = Arc::new(Semaphore::new(limits.reserved_for_client_certs));
+    let sources = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    // Closes the audit log's noise window even when no request comes.
+    let mut noise_tick = tokio::time::interval(super::audit::NOISE_INTERVAL);
+    noise_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = noise_tick.tick() => {
+                api.audit.tick();
+                continue;
+            }
+        };
+        let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -163,18 +288,29 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::debug!(%peer, "connection limit reached; connection closed");
+        let Some(source) = SourceSlot::take(&sources, peer.ip(), limits.max_per_source) else {
+            tracing::debug!(%peer, "per-source connection limit reached; connection closed");
             drop(tcp);
             continue;
+        };
+        let (permit, needs_cert) = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match Arc::clone(&reserved).try_acquire_owned() {
+                Ok(p) => (p, true),
+                Err(_) => {
+                    tracing::debug!(%peer, "connection limit reached; connection closed");
+                    drop(tcp);
+                    continue;
+                }
+            },
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let api = Arc::clone(&api);
         let limits = limits.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            serve_connection(tcp, peer, acceptor, api, limits).await;
+            let _slots = (permit, source);
+            serve_connection(tcp, peer, acceptor, api, limits, needs_cert).await;
         });
     }
 }
@@ -185,6 +321,7 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     api: Arc<Api>,
     limits: Limits,
+    needs_cert: bool,
 ) {
     let idle_ms = Arc::new(AtomicU64::new(
         u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
@@ -193,7 +330,10 @@ async fn serve_connection(
     let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(io)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::info!(target: "audit", %peer, error = %e, decision = "handshake-failed", "kubelet API TLS handshake failed");
+            api.audit.write_noise(super::audit::Event::Handshake {
+                peer: peer.to_string(),
+                error: super::audit::bound(&e.to_string(), super::audit::MAX_FIELD),
+            });
             return;
         }
         Err(_) => {
@@ -207,22 +347,26 @@ async fn serve_connection(
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| authn::user_from_certificate(c).ok_or(()));
+    if needs_cert && !matches!(peer_user, Some(Ok(_))) {
+        // A reserved slot is for a verified client certificate only.
+        api.audit.write_noise(super::audit::Event::Handshake {
+            peer: peer.to_string(),
+            error: "reserved connection slot without a client certificate".into(),
+        });
+        return;
+    }
     let conn = Conn {
         peer: peer_user,
         idle_timeout_ms: idle_ms,
+        peer_addr: Some(peer),
     };
     let service = service_fn(move |req| {
         let api = Arc::clone(&api);
         let conn = conn.clone();
         async move { Ok::<_, std::convert::Infallible>(api::handle(api, conn, req).await) }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .keep_alive(true);
-    if let Err(e) = builder
+    if let Err(e) = limits
+        .http1()
         .serve_connection(TokioIo::new(tls), service)
         .with_upgrades()
         .await

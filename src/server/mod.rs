@@ -6,6 +6,7 @@
 //! log says why. It never serves anything unauthenticated or unauthorised.
 
 pub mod api;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod endpoints;
@@ -108,17 +109,29 @@ pub async fn start(
     handles: api::Handles,
     kube: Option<kube::Client>,
 ) -> anyhow::Result<Option<Secure>> {
+    // One budget for the TokenReviews and SubjectAccessReviews made for 10250's callers.
+    let reviews = Arc::new(crate::budget::ReviewBudget::default());
     let authorizer: Arc<dyn authz::Authorizer> = match (&kube, &config.authorization_policy_file) {
         (Some(client), policy) => {
-            if let Some(p) = policy {
-                tracing::warn!(file = %p.display(), "--authorization-policy-file is ignored: the API server authorizes (SubjectAccessReview)");
+            let sar: Arc<dyn authz::Authorizer> = Arc::new(
+                webhook::WebhookAuthorizer::new(
+                    client.clone(),
+                    config.node_name.clone(),
+                    config.authorization.cache_authorized_ttl,
+                    config.authorization.cache_unauthorized_ttl,
+                )
+                .with_budget(Arc::clone(&reviews)),
+            );
+            match policy {
+                // Both must allow: the policy narrows what the cluster grants.
+                Some(p) => {
+                    let local = authz::StandalonePolicy::load(p)
+                        .map_err(|e| anyhow::anyhow!("--authorization-policy-file: {e}"))?;
+                    tracing::info!(file = %p.display(), "kubelet API: requests must be allowed by --authorization-policy-file and by a SubjectAccessReview");
+                    Arc::new(authz::Both { local, remote: sar })
+                }
+                None => sar,
             }
-            Arc::new(webhook::WebhookAuthorizer::new(
-                client.clone(),
-                config.node_name.clone(),
-                config.authorization.cache_authorized_ttl,
-                config.authorization.cache_unauthorized_ttl,
-            ))
         }
         (None, Some(p)) => Arc::new(
             authz::StandalonePolicy::load(p)
@@ -135,10 +148,13 @@ pub async fn start(
     };
     let tokens: Option<Arc<dyn authn::TokenAuthenticator>> =
         match (&kube, config.authentication.webhook_enabled) {
-            (Some(client), true) => Some(Arc::new(webhook::WebhookAuthenticator::new(
-                client.clone(),
-                config.authentication.webhook_cache_ttl,
-            ))),
+            (Some(client), true) => Some(Arc::new(
+                webhook::WebhookAuthenticator::new(
+                    client.clone(),
+                    config.authentication.webhook_cache_ttl,
+                )
+                .with_budget(Arc::clone(&reviews)),
+            )),
             (None, true) => {
                 tracing::info!("bearer tokens are refused (401): no API server for TokenReview");
                 None
@@ -165,7 +181,20 @@ pub async fn start(
         streaming_idle_timeout: config.streaming_connection_idle_timeout,
         max_streams: MAX_STREAMS,
     };
-    let api = Arc::new(api::Api::new(options, tokens, authorizer, handles));
+    let audit = match &config.audit_log_path {
+        Some(p) => {
+            let log = audit::AuditLog::open(p, config.audit_log_max_bytes)?;
+            tracing::info!(file = %p.display(), "kubelet API audit log (hash-chained JSON lines)");
+            log
+        }
+        None => {
+            let log = audit::AuditLog::stderr();
+            log.start();
+            log
+        }
+    };
+    let api =
+        Arc::new(api::Api::new(options, tokens, authorizer, handles).with_audit(Arc::new(audit)));
     let addr = SocketAddr::new(config.address, config.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

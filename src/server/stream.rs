@@ -128,6 +128,12 @@ pub async fn proxy<B>(api: &Api, route: &Route, query: &str, mut req: Request<B>
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
 {
+    // The stream permit comes first: a request refused for want of one (429) never makes
+    // the runtime open a streaming session, so none is left behind.
+    let permit = match api.streams.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => return text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
+    };
     let url = match streaming_url(api, route, query).await {
         Ok(u) => u,
         Err(resp) => return resp,
@@ -135,10 +141,6 @@ where
     let Some((authority, path)) = parse_backend(&url) else {
         tracing::warn!("streaming request: the runtime returned a URL that is not plain http");
         return bad_gateway();
-    };
-    let permit = match api.streams.clone().try_acquire_owned() {
-        Ok(p) => p,
-        Err(_) => return text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n"),
     };
     let mut backend_req = Request::builder()
         .method(req.method().clone())

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
@@ -21,7 +21,8 @@ use kube::api::{Api, PostParams};
 use sha2::{Digest, Sha256};
 
 use super::authn::{TokenAuthenticator, User};
-use super::authz::{Authorizer, Review, Verdict};
+use super::authz::{Authorizer, Review, ReviewError, Verdict};
+use crate::budget::ReviewBudget;
 
 /// Upper bound on the entries of each cache.
 pub const CACHE_ENTRIES: usize = 4096;
@@ -88,15 +89,24 @@ pub struct WebhookAuthenticator {
     client: kube::Client,
     ttl: Duration,
     cache: TtlCache<[u8; 32], Option<User>>,
+    budget: Arc<ReviewBudget>,
 }
 
 impl WebhookAuthenticator {
+    /// With a review budget of its own; [`Self::with_budget`] shares one.
     pub fn new(client: kube::Client, ttl: Duration) -> Self {
         WebhookAuthenticator {
             client,
             ttl,
             cache: TtlCache::new(CACHE_ENTRIES),
+            budget: Arc::new(ReviewBudget::default()),
         }
+    }
+
+    /// Draws TokenReviews from `budget` (shared with the SubjectAccessReviews).
+    pub fn with_budget(mut self, budget: Arc<ReviewBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     async fn review(&self, token: &str) -> Result<Option<User>, String> {
@@ -123,6 +133,8 @@ impl WebhookAuthenticator {
             Some(name) => Ok(Some(User {
                 name,
                 groups: user.groups.unwrap_or_default(),
+                uid: user.uid.filter(|u| !u.is_empty()),
+                extra: user.extra.unwrap_or_default(),
             })),
             None => Ok(None),
         }
@@ -130,13 +142,18 @@ impl WebhookAuthenticator {
 }
 
 impl TokenAuthenticator for WebhookAuthenticator {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<User>, String>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>, ReviewError>> {
         Box::pin(async move {
             let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             if let Some(hit) = self.cache.get(&key) {
                 return Ok(hit);
             }
-            let answer = self.review(token).await?;
+            // Held until the review ends, or until the caller hangs up (future dropped).
+            let _permit = self.budget.try_acquire().map_err(|_| ReviewError::Busy)?;
+            let answer = self.review(token).await.map_err(ReviewError::Failed)?;
             self.cache.insert(key, answer.clone(), self.ttl);
             Ok(answer)
         })
@@ -150,6 +167,7 @@ pub struct WebhookAuthorizer {
     allow_ttl: Duration,
     deny_ttl: Duration,
     cache: TtlCache<Review, Verdict>,
+    budget: Arc<ReviewBudget>,
 }
 
 impl WebhookAuthorizer {
@@ -165,7 +183,14 @@ impl WebhookAuthorizer {
             allow_ttl,
             deny_ttl,
             cache: TtlCache::new(CACHE_ENTRIES),
+            budget: Arc::new(ReviewBudget::default()),
         }
+    }
+
+    /// Draws SubjectAccessReviews from `budget` (shared with the TokenReviews).
+    pub fn with_budget(mut self, budget: Arc<ReviewBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// The SubjectAccessReview sent for `review` (upstream's attributes: group "", version
@@ -175,6 +200,8 @@ impl WebhookAuthorizer {
             spec: SubjectAccessReviewSpec {
                 user: Some(review.user.clone()),
                 groups: Some(review.groups.clone()),
+                uid: review.uid.clone(),
+                extra: (!review.extra.is_empty()).then(|| review.extra.clone()),
                 resource_attributes: Some(ResourceAttributes {
                     group: Some(String::new()),
                     version: Some("v1".into()),
@@ -212,12 +239,13 @@ impl WebhookAuthorizer {
 }
 
 impl Authorizer for WebhookAuthorizer {
-    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, String>> {
+    fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
         Box::pin(async move {
             if let Some(hit) = self.cache.get(review) {
                 return Ok(hit);
             }
-            let verdict = self.ask(review).await?;
+            let _permit = self.budget.try_acquire().map_err(|_| ReviewError::Busy)?;
+            let verdict = self.ask(review).await.map_err(ReviewError::Failed)?;
             let ttl = match verdict {
                 Verdict::Allow(_) => self.allow_ttl,
                 Verdict::Deny => self.deny_ttl,
@@ -251,6 +279,8 @@ mod tests {
         let r = Review {
             user: "alice".into(),
             groups: vec!["g".into()],
+            uid: Some("u-1".into()),
+            extra: [("scopes".to_string(), vec!["read".to_string()])].into(),
             verb: "get",
             subresource: "pods",
         };
@@ -263,5 +293,7 @@ mod tests {
         assert_eq!(a.group.as_deref(), Some(""));
         assert_eq!(a.verb.as_deref(), Some("get"));
         assert_eq!(sar.spec.user.as_deref(), Some("alice"));
+        assert_eq!(sar.spec.uid.as_deref(), Some("u-1"));
+        assert_eq!(sar.spec.extra.unwrap()["scopes"], ["read"]);
     }
 }

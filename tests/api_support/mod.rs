@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use ironlet::pleg::{PlegHealth, Snapshot};
 use ironlet::server::api::{Api, Handles, Options};
-use ironlet::server::authn::{TokenAuthenticator, User};
+use ironlet::server::authn::{ReviewError, TokenAuthenticator, User};
 use ironlet::server::authz::{Authorizer, StandalonePolicy};
 use ironlet::server::listener::{self, Limits};
 use ironlet::tls::TlsPolicy;
@@ -129,15 +129,20 @@ rules:
 pub struct KnownTokens;
 
 impl TokenAuthenticator for KnownTokens {
-    fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<User>, String>> {
+    fn authenticate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>, ReviewError>> {
         let user = match token {
             ALLOWED_TOKEN => Some(User {
                 name: "admin".into(),
                 groups: vec![],
+                ..Default::default()
             }),
             DENIED_TOKEN => Some(User {
                 name: "mallory".into(),
                 groups: vec!["system:serviceaccounts".into()],
+                ..Default::default()
             }),
             _ => None,
         };
@@ -177,6 +182,8 @@ impl Pki {
 pub struct Server {
     pub port: u16,
     pub api: Arc<Api>,
+    /// The audit log file of this server.
+    pub audit_path: std::path::PathBuf,
     pub snapshot_tx: watch::Sender<Arc<Snapshot>>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -267,7 +274,10 @@ pub async fn serve(pki: &Pki, o: ServerOptions) -> Server {
         (None, true) => Some(Arc::new(KnownTokens)),
         (None, false) => None,
     };
-    let api = Arc::new(Api::new(options, tokens, authorizer, handles));
+    // Audit records go to a file of the test (the production writer, 1 MiB rotation).
+    let audit_path = dir.path().join("audit.log");
+    let audit = Arc::new(ironlet::server::audit::AuditLog::open(&audit_path, 1 << 20).unwrap());
+    let api = Arc::new(Api::new(options, tokens, authorizer, handles).with_audit(audit));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(listener::serve(
@@ -279,6 +289,7 @@ pub async fn serve(pki: &Pki, o: ServerOptions) -> Server {
     Server {
         port,
         api,
+        audit_path,
         snapshot_tx,
         task,
         _dir: dir,

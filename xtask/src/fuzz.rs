@@ -33,6 +33,7 @@ pub const TARGETS: &[&str] = &[
     "helper_proto",
     "kubeconfig",
     "kubelet_flags",
+    "audit_record",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.

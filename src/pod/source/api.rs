@@ -74,13 +74,15 @@ pub fn desired(pod: &Arc<Pod>) -> Option<DesiredPod> {
         pod.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     );
+    // The source is the agent's fact, never the pod's claim: an API pod annotated
+    // `kubernetes.io/config.source: file` would otherwise pass for a static pod (its status
+    // never reported, a mirror pod attempted in its name).
     let mut with_source = (**pod).clone();
     with_source
         .metadata
         .annotations
         .get_or_insert_with(Default::default)
-        .entry(ANNOTATION_CONFIG_SOURCE.into())
-        .or_insert_with(|| "api".into());
+        .insert(ANNOTATION_CONFIG_SOURCE.into(), "api".into());
     Some(DesiredPod {
         uid: PodUid(uid),
         full_name: PodFullName { namespace, name },
@@ -191,6 +193,20 @@ mod tests {
         assert_eq!(d.api, Some(ApiPodState::default()));
         let ann = d.pod.metadata.annotations.as_ref().unwrap();
         assert_eq!(ann[ANNOTATION_CONFIG_SOURCE], "api");
+    }
+
+    #[test]
+    fn an_api_pod_cannot_claim_another_source() {
+        for claim in ["file", "http", "", "api"] {
+            let claimed = BASE.replace(
+                "uid: u1}",
+                &format!("uid: u1, annotations: {{kubernetes.io/config.source: '{claim}'}}}}"),
+            );
+            let d = desired(&pod(&claimed)).unwrap();
+            assert_eq!(d.source, PodSource::Api);
+            let ann = d.pod.metadata.annotations.as_ref().unwrap();
+            assert_eq!(ann[ANNOTATION_CONFIG_SOURCE], "api", "{claim}");
+        }
     }
 
     #[test]

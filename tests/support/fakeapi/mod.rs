@@ -93,6 +93,8 @@ pub struct UserInfo {
     pub groups: Vec<String>,
     /// For tokens: the audiences the token is valid for (empty: the API server's own).
     pub audiences: Vec<String>,
+    /// For tokens: the TokenReview's `user.extra`.
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// One rule for SubjectAccessReview answers (or for the fixture's own authorization, see
@@ -425,8 +427,14 @@ impl FakeApi {
                 uid: store::new_uid(),
                 groups: groups.iter().map(|g| g.to_string()).collect(),
                 audiences: Vec::new(),
+                extra: Default::default(),
             },
         );
+    }
+
+    /// A bearer token that authenticates as exactly `user` (uid and extra included).
+    pub fn add_token_with(&self, token: &str, user: UserInfo) {
+        self.inner.ctl().tokens.insert(token.to_string(), user);
     }
 
     /// A bearer token bound to audiences: a TokenReview naming other audiences gets

@@ -241,6 +241,7 @@ async fn handle(
             uid: String::new(),
             groups: g.clone(),
             audiences: Vec::new(),
+            extra: Default::default(),
         }),
         (None, Some(t)) => inner.ctl().tokens.get(t).cloned(),
         (None, None) => None,
@@ -939,7 +940,7 @@ fn token_review(inner: &Inner, body: &[u8]) -> Response<Body> {
             } else {
                 json!({
                     "authenticated": true,
-                    "user": {"username": u.username, "uid": u.uid, "groups": u.groups},
+                    "user": {"username": u.username, "uid": u.uid, "groups": u.groups, "extra": u.extra},
                     "audiences": granted,
                 })
             }
