@@ -1,7 +1,9 @@
 //! The command line: one file per subcommand. Library code below returns typed errors;
 //! these functions are the edge where they become messages and exit codes.
 
+pub mod certs;
 pub mod confinement;
+pub mod drill;
 pub mod logs;
 pub mod pods;
 pub mod run;
@@ -34,6 +36,10 @@ pub enum Command {
     /// Show how the running agent is confined (capabilities, NoNewPrivs, seccomp,
     /// landlock, mount helper).
     Confinement(confinement::ConfinementArgs),
+    /// The node's certificates: status, and a development PKI.
+    Certs(certs::CertsArgs),
+    /// Drills against a running node (cert-rotation).
+    Drill(drill::DrillArgs),
     /// The privileged mount helper; started by the agent itself.
     #[command(hide = true)]
     MountHelper(confinement::MountHelperArgs),
@@ -56,6 +62,8 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::run(args),
         Command::Confinement(args) => confinement::run(args),
         Command::MountHelper(args) => confinement::mount_helper(args),
+        Command::Certs(args) => certs::run(args),
+        Command::Drill(args) => drill::run(args),
     };
     match result {
         Ok(()) => 0,

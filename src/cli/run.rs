@@ -30,6 +30,10 @@ pub fn run(flags: RunFlags) -> anyhow::Result<()> {
         tracing::warn!("{w}");
     }
     let config = loaded.config;
+    // The cert dir must exist before confinement: landlock grants it by path.
+    if config.cluster.kubeconfig.is_some() {
+        crate::tls::store::prepare_dir(&config.certificates.cert_dir)?;
+    }
     // The one confinement point: the process still has a single thread, and nothing has
     // bound a port or read untrusted input yet.
     crate::confine::apply(&config, flags.insecure_disable_confinement)?;

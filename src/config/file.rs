@@ -77,6 +77,9 @@ pub struct KubeletConfiguration {
     pub kube_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub system_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub eviction_hard: Option<std::collections::BTreeMap<String, String>>,
+    pub rotate_certificates: Option<bool>,
+    #[serde(rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -174,6 +177,8 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "kubeReserved",
             "systemReserved",
             "evictionHard",
+            "rotateCertificates",
+            "serverTLSBootstrap",
         ],
     ),
     ("authentication", &["anonymous", "webhook", "x509"]),
@@ -195,8 +200,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "staticPodURL",
     "staticPodURLHeader",
     "tlsCurvePreferences",
-    "rotateCertificates",
-    "serverTLSBootstrap",
     "registryPullQPS",
     "registryBurst",
     "imagePullCredentialsVerificationPolicy",

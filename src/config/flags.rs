@@ -51,6 +51,24 @@ pub struct RunFlags {
     /// self-audit, which reports it as FAIL.
     #[arg(long)]
     pub insecure_disable_confinement: bool,
+
+    /// kubeconfig whose credentials (typically a bootstrap token) request the node's client
+    /// certificate when --kubeconfig has none that is valid; --kubeconfig is then written
+    #[arg(long, value_name = "PATH")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
+    /// Directory of the node's certificates and keys [default: <root-dir>/pki]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Rotate the client certificate before it expires; overrides rotateCertificates
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rotate_certificates: Option<bool>,
+
+    /// Request the serving certificate from the API server and rotate it; overrides
+    /// serverTLSBootstrap
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub rotate_server_certificates: Option<bool>,
 }
 
 #[cfg(test)]
