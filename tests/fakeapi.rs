@@ -1033,7 +1033,13 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
     });
     let mut second = csr.clone();
     second.metadata.name = Some("node-csr-2".into());
+    // As the real API server: less than ten minutes is invalid.
     second.spec.expiration_seconds = Some(300);
+    match csrs.create(&PostParams::default(), &second).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 422, "{s:?}"),
+        other => panic!("expirationSeconds 300 accepted: {other:?}"),
+    }
+    second.spec.expiration_seconds = Some(700);
     csrs.create(&PostParams::default(), &second).await.unwrap();
     let signed = api
         .wait_for("auto-approved CSR signed", Duration::from_secs(5), |a| {
@@ -1044,7 +1050,7 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
     let c = pem.parse_x509().unwrap();
     let life = c.validity().not_after.timestamp() - c.validity().not_before.timestamp();
     assert!(
-        (300..=360).contains(&life),
+        (700..=760).contains(&life),
         "expirationSeconds honoured: {life}s"
     );
 

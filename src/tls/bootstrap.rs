@@ -168,9 +168,7 @@ async fn attempt(
     tracing::info!(csr = %req.name, signer = %profile.signer, "TLS bootstrap: certificate signing request submitted; waiting for approval");
     let pem = rotation::wait_issued(&api, &req.name, BOOTSTRAP_WAIT).await?;
     let issued_at = now_f64();
-    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| validate::Rejected::Unreadable(e.to_string()))?;
+    let chain = validate::parse_chain(pem.as_bytes())?;
     let spki = key.subject_public_key_info();
     let info = validate::validate(
         &chain,

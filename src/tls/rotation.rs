@@ -205,9 +205,7 @@ impl Rotator {
         tracing::info!(identity = kind.as_str(), csr = %req.name, signer = %self.profile.signer, "certificate signing request submitted");
         let pem = wait_issued(&api, &req.name, self.issue_timeout).await?;
         let issued_at = now_f64();
-        let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| validate::Rejected::Unreadable(e.to_string()))?;
+        let chain = validate::parse_chain(pem.as_bytes())?;
         let spki = key.subject_public_key_info();
         let want = Expect {
             profile: self.profile,

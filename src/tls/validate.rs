@@ -68,6 +68,18 @@ pub enum Rejected {
     Sans(String),
 }
 
+/// The certificate chain of a CSR's status.certificate (PEM, leaf first).
+pub fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Rejected> {
+    use rustls::pki_types::pem::PemObject;
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Rejected::Unreadable(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(Rejected::Unreadable("no certificate in the PEM data".into()));
+    }
+    Ok(chain)
+}
+
 /// Reads the facts of a DER certificate.
 pub fn inspect(der: &[u8]) -> Result<CertInfo, Rejected> {
     let (_, x) = x509_parser::parse_x509_certificate(der)

@@ -32,6 +32,8 @@ pub const TARGETS: &[&str] = &[
     "api_router",
     "helper_proto",
     "kubeconfig",
+    "rotation_request",
+    "issued_certificate",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.
