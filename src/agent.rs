@@ -39,6 +39,7 @@ fn host_dns(path: Option<&Path>) -> HostDns {
 
 /// Starts the secure kubelet API (10250) with handles to the agent's state. `None` when it
 /// fails closed (the reason is logged).
+#[allow(clippy::too_many_arguments)] // the agent's handles, each passed once; a struct would only rename them
 async fn start_secure_api(
     config: &Config,
     cri: &Cri,

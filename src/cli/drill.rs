@@ -152,11 +152,10 @@ fn tls_config(a: &CertRotationArgs) -> anyhow::Result<Arc<rustls::ClientConfig>>
     }
     let chain = crate::tls::load_certs(&a.client_cert)?;
     let key = crate::tls::load_key(&a.client_key)?;
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(policy.provider()))
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(policy.provider()))
         .with_protocol_versions(policy.versions())?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;
-    let mut cfg = cfg;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Every new connection is a full handshake, so it shows the current certificate.
     cfg.resumption = rustls::client::Resumption::disabled();

@@ -165,8 +165,9 @@ impl Shared {
     }
 
     pub fn update(&self, f: impl FnOnce(&mut CertStatus)) {
+        // Held while writing: one writer at a time on the file's temporary name.
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let bytes = {
-            let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut s);
             if s.rotations.len() > KEEP_ROTATIONS {
                 let n = s.rotations.len() - KEEP_ROTATIONS;
@@ -254,7 +255,9 @@ pub async fn watch_requests(
     targets: BTreeMap<&'static str, mpsc::UnboundedSender<String>>,
 ) {
     let path = cert_dir.join(REQUEST_FILE);
-    let euid = rustix::process::geteuid().as_raw();
+    // The agent created the cert dir, so its owner is the agent's user (no getuid call,
+    // which the seccomp policy does not need to allow).
+    let euid = std::fs::metadata(&cert_dir).map_or(0, |m| m.uid());
     let mut tick = tokio::time::interval(POLL);
     loop {
         tick.tick().await;

@@ -238,7 +238,7 @@ pub fn parse(text: &str) -> Result<Vec<Profile>, ProfileError> {
             ));
         }
         let m = p.minimum_remaining.fraction;
-        if !(m > 0.0 && m <= 1.0 - r.window_end) {
+        if !(m > 0.0 && m <= 1.0 - r.window_end + 1e-9) {
             return Err(bad(
                 "minimum_remaining",
                 "the fraction must be positive and leave the rotation window before it",

@@ -190,10 +190,11 @@ pub fn validate(
         ));
     }
     // Key usage: digital signature (ECDSA) and not a CA.
-    if let Ok(Some(ku)) = x.key_usage() {
-        if want.profile.needs(Usage::DigitalSignature) && !ku.value.digital_signature() {
-            return Err(Rejected::Usage("digital signature missing".into()));
-        }
+    if let Ok(Some(ku)) = x.key_usage()
+        && want.profile.needs(Usage::DigitalSignature)
+        && !ku.value.digital_signature()
+    {
+        return Err(Rejected::Usage("digital signature missing".into()));
     }
     if let Ok(Some(bc)) = x.basic_constraints()
         && bc.value.ca

@@ -689,7 +689,14 @@ impl Store {
                 "metadata.name: Required value: name or generateName is required",
             ));
         }
-        if !valid_name(&name) {
+        // As the real API server: any name that is a valid path segment will do for a CSR
+        // (upstream's ValidateCertificateRequestName accepts all; kubelets name theirs
+        // node-csr-<base64url>).
+        let csr_name_ok = res == Resource::Csrs
+            && !name.contains(['/', '%'])
+            && name != "."
+            && name != "..";
+        if !csr_name_ok && !valid_name(&name) {
             return Err(ApiError::invalid(
                 res,
                 &name,
