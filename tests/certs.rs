@@ -110,7 +110,11 @@ impl Client {
             .map_err(|_| "timeout".to_string())?
             .map_err(|e| e.to_string())?;
         let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
         let body = String::from_utf8_lossy(&body.to_bytes()).into_owned();
         if status.is_success() {
             Ok(body)
@@ -152,7 +156,10 @@ impl Load {
                     conn = match c.connect().await {
                         Ok((s, _)) => Some(s),
                         Err(e) => {
-                            l.failures.lock().unwrap().push(format!("kept-alive connect: {e}"));
+                            l.failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("kept-alive connect: {e}"));
                             None
                         }
                     };
@@ -160,7 +167,10 @@ impl Load {
                 if let Some(s) = conn.as_mut() {
                     l.kept_sent.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = Client::get(s, "/healthz").await {
-                        l.failures.lock().unwrap().push(format!("kept-alive request: {e}"));
+                        l.failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("kept-alive request: {e}"));
                         conn = None;
                     }
                 }
@@ -175,7 +185,11 @@ impl Load {
                     Ok((_, serial)) => {
                         l.serials.lock().unwrap().insert(serial);
                     }
-                    Err(e) => l.failures.lock().unwrap().push(format!("new connection: {e}")),
+                    Err(e) => l
+                        .failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("new connection: {e}")),
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -190,14 +204,22 @@ impl Load {
 
 /// (created at, CSR) of every CSR of `signer`, in creation order, with the creation time
 /// taken from the fixture's request log (sub-second) as wall-clock seconds.
-fn csrs_of(api: &FakeApi, signer: &str, clock: (Instant, SystemTime)) -> Vec<(f64, CertificateSigningRequest)> {
+fn csrs_of(
+    api: &FakeApi,
+    signer: &str,
+    clock: (Instant, SystemTime),
+) -> Vec<(f64, CertificateSigningRequest)> {
     let wall = |at: Instant| {
         let d = at.saturating_duration_since(clock.0);
-        (clock.1 + d).duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+        (clock.1 + d)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
     };
     let mut out = Vec::new();
     for r in api.requests() {
-        if r.method != "POST" || !r.path.ends_with("/certificatesigningrequests") || r.status != 201 {
+        if r.method != "POST" || !r.path.ends_with("/certificatesigningrequests") || r.status != 201
+        {
             continue;
         }
         let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) else {
@@ -243,14 +265,17 @@ fn is_bad(c: &CertificateSigningRequest) -> Option<bool> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem).ok()?;
     let x = p.parse_x509().ok()?;
     let (_, rp) = x509_parser::pem::parse_x509_pem(&c.spec.request.0).ok()?;
-    let (_, req) = x509_parser::certification_request::X509CertificationRequest::from_der(&rp.contents).ok()?;
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&rp.contents)
+            .ok()?;
     let cn_ok = x
         .subject()
         .iter_common_name()
         .next()
         .and_then(|a| a.as_str().ok())
         == Some("system:node:testnode");
-    let key_ok = x.tbs_certificate.subject_pki.raw == req.certification_request_info.subject_pki.raw;
+    let key_ok =
+        x.tbs_certificate.subject_pki.raw == req.certification_request_info.subject_pki.raw;
     Some(!(cn_ok && key_ok))
 }
 
@@ -259,7 +284,8 @@ fn request_of(c: &CertificateSigningRequest) -> (String, Vec<String>, Vec<String
     use x509_parser::prelude::FromDer;
     let (_, pem) = x509_parser::pem::parse_x509_pem(&c.spec.request.0).unwrap();
     let (_, req) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents).unwrap();
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .unwrap();
     let info = &req.certification_request_info;
     let cn = info
         .subject
@@ -278,7 +304,9 @@ fn request_of(c: &CertificateSigningRequest) -> (String, Vec<String>, Vec<String
         if let x509_parser::extensions::ParsedExtension::SubjectAlternativeName(s) = ext {
             for n in &s.general_names {
                 match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => sans.push(format!("DNS:{d}")),
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        sans.push(format!("DNS:{d}"))
+                    }
                     x509_parser::extensions::GeneralName::IPAddress(b) if b.len() == 4 => {
                         sans.push(format!("IP:{}.{}.{}.{}", b[0], b[1], b[2], b[3]))
                     }
@@ -314,7 +342,9 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
         user: None,
     });
     api.add_token(BOOT_TOKEN, BOOT_USER, &["system:bootstrappers"]);
-    api.set_access_rules(vec![AccessRule::allow("the test's client may use the kubelet API")]);
+    api.set_access_rules(vec![AccessRule::allow(
+        "the test's client may use the kubelet API",
+    )]);
 
     let files = tempfile::Builder::new()
         .prefix("ironlet-certs-")
@@ -342,7 +372,14 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
     ];
     let trace = f("agent.strace");
     node.wrapper = [
-        "strace", "-f", "-qq", "-s", "512", "-e", "trace=%file,fchmod", "-o",
+        "strace",
+        "-f",
+        "-qq",
+        "-s",
+        "512",
+        "-e",
+        "trace=%file,fchmod",
+        "-o",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -365,31 +402,75 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
     let client_csrs = csrs_of(&api, CLIENT_SIGNER, clock);
     let serving_csrs = csrs_of(&api, SERVING_SIGNER, clock);
     let boot = &client_csrs.first().expect("a bootstrap CSR").1;
-    assert_eq!(boot.spec.username.as_deref(), Some(BOOT_USER), "made with the bootstrap token");
-    assert!(boot.metadata.name.as_deref().unwrap().starts_with("node-csr-"));
-    assert_eq!(boot.spec.usages.as_deref().unwrap(), ["digital signature", "client auth"]);
+    assert_eq!(
+        boot.spec.username.as_deref(),
+        Some(BOOT_USER),
+        "made with the bootstrap token"
+    );
+    assert!(
+        boot.metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with("node-csr-")
+    );
+    assert_eq!(
+        boot.spec.usages.as_deref().unwrap(),
+        ["digital signature", "client auth"]
+    );
     let (cn, orgs, sans, bits) = request_of(boot);
-    assert_eq!((cn.as_str(), orgs, sans.len(), bits), ("system:node:testnode", vec!["system:nodes".to_string()], 0, 256));
+    assert_eq!(
+        (cn.as_str(), orgs, sans.len(), bits),
+        (
+            "system:node:testnode",
+            vec!["system:nodes".to_string()],
+            0,
+            256
+        )
+    );
     let serving = &serving_csrs.first().expect("a serving CSR").1;
-    assert_eq!(serving.spec.username.as_deref(), Some("system:node:testnode"), "made with the node's own identity");
-    assert_eq!(serving.spec.usages.as_deref().unwrap(), ["digital signature", "server auth"]);
+    assert_eq!(
+        serving.spec.username.as_deref(),
+        Some("system:node:testnode"),
+        "made with the node's own identity"
+    );
+    assert_eq!(
+        serving.spec.usages.as_deref().unwrap(),
+        ["digital signature", "server auth"]
+    );
     let (cn, orgs, sans, bits) = request_of(serving);
     assert_eq!(cn, "system:node:testnode");
     assert_eq!(orgs, vec!["system:nodes".to_string()]);
-    assert_eq!(sans, vec!["DNS:testnode".to_string(), "IP:127.0.0.1".to_string()]);
+    assert_eq!(
+        sans,
+        vec!["DNS:testnode".to_string(), "IP:127.0.0.1".to_string()]
+    );
     assert_eq!(bits, 256);
-    assert_eq!(Some(&first_serial), issued(serving).map(|i| i.2).as_ref(), "10250 serves the issued certificate");
+    assert_eq!(
+        Some(&first_serial),
+        issued(serving).map(|i| i.2).as_ref(),
+        "10250 serves the issued certificate"
+    );
     // The node then speaks as itself.
     api.wait_for("node registered as system:node:testnode", T, |a| {
         a.requests()
             .iter()
-            .any(|r| r.user == "system:node:testnode" && r.path.ends_with("/nodes") && r.status == 201)
+            .any(|r| {
+                r.user == "system:node:testnode" && r.path.ends_with("/nodes") && r.status == 201
+            })
             .then_some(())
     })
     .await;
     // The kubeconfig and the cert dir: 0600 files in a 0700 directory.
     assert_eq!(mode(&kubeconfig), 0o600);
-    assert!(std::fs::read_to_string(&kubeconfig).unwrap().contains(&format!("client-certificate: {}", cert_dir.join("kubelet-client-current.pem").display())));
+    assert!(
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .contains(&format!(
+                "client-certificate: {}",
+                cert_dir.join("kubelet-client-current.pem").display()
+            ))
+    );
     assert_eq!(mode(&cert_dir), 0o700);
     let mut seen_files = 0;
     for e in std::fs::read_dir(&cert_dir).unwrap() {
@@ -408,26 +489,51 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
     let tr = std::fs::read_to_string(&trace).unwrap();
     let creates: Vec<&str> = tr
         .lines()
-        .filter(|l| l.contains("O_CREAT") && (l.contains("/pki/kubelet-") || l.contains("/kube/.kubeconfig")))
+        .filter(|l| {
+            l.contains("O_CREAT")
+                && (l.contains("/pki/kubelet-") || l.contains("/kube/.kubeconfig"))
+        })
         .collect();
-    assert!(creates.iter().any(|l| l.contains("kubelet-client.key.tmp")), "{tr}");
-    assert!(creates.iter().any(|l| l.contains("kubelet-server-")), "{creates:?}");
+    assert!(
+        creates.iter().any(|l| l.contains("kubelet-client.key.tmp")),
+        "{tr}"
+    );
+    assert!(
+        creates.iter().any(|l| l.contains("kubelet-server-")),
+        "{creates:?}"
+    );
     for l in &creates {
-        assert!(l.contains("O_EXCL") && l.contains(", 0600)"), "key file not created 0600 exclusively: {l}");
+        assert!(
+            l.contains("O_EXCL") && l.contains(", 0600)"),
+            "key file not created 0600 exclusively: {l}"
+        );
     }
     let chmods: Vec<&str> = tr
         .lines()
-        .filter(|l| l.contains("chmod") && (l.contains("fchmod(") || l.contains("/pki") || l.contains("/kube/")))
+        .filter(|l| {
+            l.contains("chmod")
+                && (l.contains("fchmod(") || l.contains("/pki") || l.contains("/kube/"))
+        })
         .collect();
     assert!(chmods.is_empty(), "chmod after creation: {chmods:?}");
 
     // ---- 2. rotations at their deadlines, under load ----
     let (load, callers) = Load::start(client.clone());
-    api.wait_for("two deadline rotations of each identity", Duration::from_secs(180), |a| {
-        let c = csrs_of(a, CLIENT_SIGNER, clock).iter().filter(|(_, c)| issued(c).is_some()).count();
-        let s = csrs_of(a, SERVING_SIGNER, clock).iter().filter(|(_, c)| issued(c).is_some()).count();
-        (c >= 3 && s >= 3).then_some(())
-    })
+    api.wait_for(
+        "two deadline rotations of each identity",
+        Duration::from_secs(180),
+        |a| {
+            let c = csrs_of(a, CLIENT_SIGNER, clock)
+                .iter()
+                .filter(|(_, c)| issued(c).is_some())
+                .count();
+            let s = csrs_of(a, SERVING_SIGNER, clock)
+                .iter()
+                .filter(|(_, c)| issued(c).is_some())
+                .count();
+            (c >= 3 && s >= 3).then_some(())
+        },
+    )
     .await;
     for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
         let list = csrs_of(&api, signer, clock);
@@ -435,18 +541,34 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
             let (nb, na, _, _) = issued(&pair[0].1).unwrap();
             let frac = (pair[1].0 - nb as f64) / (na - nb) as f64;
             // 70–90 % of the validity, allowing the seconds of X.509 times.
-            assert!((0.68..=0.92).contains(&frac), "{signer}: renewed at {frac:.3} of the validity");
+            assert!(
+                (0.68..=0.92).contains(&frac),
+                "{signer}: renewed at {frac:.3} of the validity"
+            );
         }
     }
     // Wait for the last serving rotation to reach new connections.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(load.failures().is_empty(), "10250 calls failed during rotation: {:?}", load.failures());
-    assert!(load.serials.lock().unwrap().len() >= 3, "served serials: {:?}", load.serials.lock().unwrap());
+    assert!(
+        load.failures().is_empty(),
+        "10250 calls failed during rotation: {:?}",
+        load.failures()
+    );
+    assert!(
+        load.serials.lock().unwrap().len() >= 3,
+        "served serials: {:?}",
+        load.serials.lock().unwrap()
+    );
     assert_eq!(node.agent_pid(), pid, "no restart");
-    assert!(load.kept_sent.load(Ordering::Relaxed) > 50 && load.fresh_sent.load(Ordering::Relaxed) > 50);
+    assert!(
+        load.kept_sent.load(Ordering::Relaxed) > 50 && load.fresh_sent.load(Ordering::Relaxed) > 50
+    );
 
     // ---- 3. a misbehaving signer ----
-    let before = (csrs_of(&api, CLIENT_SIGNER, clock).len(), csrs_of(&api, SERVING_SIGNER, clock).len());
+    let before = (
+        csrs_of(&api, CLIENT_SIGNER, clock).len(),
+        csrs_of(&api, SERVING_SIGNER, clock).len(),
+    );
     api.misbehave_csr_signing(&[
         CsrMisbehavior::WrongCommonName,
         CsrMisbehavior::WrongKey,
@@ -465,41 +587,68 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
     };
     ironlet::tls::control::write_request(&cert_dir, &req).unwrap();
     let bad = api
-        .wait_for("bad certificates issued and good ones after them", Duration::from_secs(90), |a| {
-            let mut bad = Vec::new();
-            let mut good = 0;
-            for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
-                let list = csrs_of(a, signer, clock);
-                let skip = if signer == CLIENT_SIGNER { before.0 } else { before.1 };
-                let mut last_good = false;
-                for (_, c) in list.iter().skip(skip) {
-                    let (_, _, serial, _) = issued(c)?;
-                    if is_bad(c)? {
-                        bad.push(serial);
-                        last_good = false;
+        .wait_for(
+            "bad certificates issued and good ones after them",
+            Duration::from_secs(90),
+            |a| {
+                let mut bad = Vec::new();
+                let mut good = 0;
+                for signer in [CLIENT_SIGNER, SERVING_SIGNER] {
+                    let list = csrs_of(a, signer, clock);
+                    let skip = if signer == CLIENT_SIGNER {
+                        before.0
                     } else {
-                        last_good = true;
+                        before.1
+                    };
+                    let mut last_good = false;
+                    for (_, c) in list.iter().skip(skip) {
+                        let (_, _, serial, _) = issued(c)?;
+                        if is_bad(c)? {
+                            bad.push(serial);
+                            last_good = false;
+                        } else {
+                            last_good = true;
+                        }
                     }
+                    good += usize::from(last_good);
                 }
-                good += usize::from(last_good);
-            }
-            (good == 2 && !bad.is_empty()).then_some(bad)
-        })
+                (good == 2 && !bad.is_empty()).then_some(bad)
+            },
+        )
         .await;
     let log = node.agent_log(1);
     assert!(log.contains("wrong node name"), "rejection not logged");
     assert!(log.contains("another key"), "key mismatch not logged");
-    assert!(api.requests().iter().all(|r| r.user != "system:node:intruder"));
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| r.user != "system:node:intruder")
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     for s in &bad {
-        assert!(!load.serials.lock().unwrap().contains(s), "a rejected certificate was served: {s}");
+        assert!(
+            !load.serials.lock().unwrap().contains(s),
+            "a rejected certificate was served: {s}"
+        );
     }
-    assert!(load.failures().is_empty(), "10250 calls failed while the signer misbehaved: {:?}", load.failures());
+    assert!(
+        load.failures().is_empty(),
+        "10250 calls failed while the signer misbehaved: {:?}",
+        load.failures()
+    );
 
     // ---- 4. the drill ----
     let reports = f("reports");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ironlet"))
-        .args(["drill", "cert-rotation", "--rotations", "2", "-o", "json", "--server"])
+        .args([
+            "drill",
+            "cert-rotation",
+            "--rotations",
+            "2",
+            "-o",
+            "json",
+            "--server",
+        ])
         .arg(format!("https://127.0.0.1:{port}"))
         .arg("--root-dir")
         .arg(node.root())
@@ -514,7 +663,11 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "drill failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "drill failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["result"], "pass");
     assert_eq!(report["kubeletApiFailed"], 0);
@@ -523,21 +676,46 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
     let rotations = report["rotations"].as_array().unwrap();
     assert_eq!(rotations.len(), 4, "{report}");
     for r in rotations {
-        for k in ["identity", "requestId", "oldSerial", "newSerial", "csrName", "requestedAt", "issuedAt", "publishedAt"] {
-            assert!(r[k].is_string() && !r[k].as_str().unwrap().is_empty(), "{k} missing in {r}");
+        for k in [
+            "identity",
+            "requestId",
+            "oldSerial",
+            "newSerial",
+            "csrName",
+            "requestedAt",
+            "issuedAt",
+            "publishedAt",
+        ] {
+            assert!(
+                r[k].is_string() && !r[k].as_str().unwrap().is_empty(),
+                "{k} missing in {r}"
+            );
         }
         assert_ne!(r["oldSerial"], r["newSerial"]);
         // The CSR it names exists and carries the new serial.
-        let c = api.csr(r["csrName"].as_str().unwrap()).expect("the CSR the report names");
+        let c = api
+            .csr(r["csrName"].as_str().unwrap())
+            .expect("the CSR the report names");
         assert_eq!(issued(&c).unwrap().2, r["newSerial"].as_str().unwrap());
     }
     let texts: Vec<PathBuf> = std::fs::read_dir(&reports)
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert!(texts.iter().any(|p| p.extension().is_some_and(|e| e == "txt")));
-    assert!(texts.iter().any(|p| p.extension().is_some_and(|e| e == "json")));
-    assert!(node.agent_log(1).contains("certificate rotation requested"), "no audit line");
+    assert!(
+        texts
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "txt"))
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "json"))
+    );
+    assert!(
+        node.agent_log(1).contains("certificate rotation requested"),
+        "no audit line"
+    );
 
     load.stop.store(true, Ordering::Relaxed);
     for c in callers {
@@ -551,7 +729,10 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
     for id in st["identities"].as_array().unwrap() {
         assert_eq!(id["state"], "ok", "{id}");
         assert_eq!(id["keyFileMode"], "0600", "{id}");
-        assert!(id["serial"].is_string() && id["notAfter"].is_i64() && id["nextRotation"].is_i64(), "{id}");
+        assert!(
+            id["serial"].is_string() && id["notAfter"].is_i64() && id["nextRotation"].is_i64(),
+            "{id}"
+        );
     }
     let (metrics, _) = client.get_once("/metrics").await.unwrap();
     for m in [
@@ -576,7 +757,10 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
         .trim()
         .parse()
         .unwrap();
-    assert!(errors + server_errors >= 2, "the rejected certificates count as renewal errors");
+    assert!(
+        errors + server_errors >= 2,
+        "the rejected certificates count as renewal errors"
+    );
 
     // ---- 6. restart: the stored certificates are reused ----
     node.stop_agent();
@@ -588,7 +772,10 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
     assert_eq!(boot_csrs, 1);
     let restart_at = Instant::now();
     node.start_agent();
-    support::wait_for("10250 after restart", T, || async { client.get_once("/healthz").await.ok() }).await;
+    support::wait_for("10250 after restart", T, || async {
+        client.get_once("/healthz").await.ok()
+    })
+    .await;
     let after = csrs_of(&api, CLIENT_SIGNER, clock)
         .iter()
         .filter(|(_, c)| c.spec.username.as_deref() == Some(BOOT_USER))
@@ -600,6 +787,9 @@ async fn bootstrap_rotation_rejection_drill_and_restart_on_one_node() {
         .find(|r| r.at > restart_at && !r.user.is_empty())
         .expect("a request after the restart");
     assert_eq!(first_after.user, "system:node:testnode");
-    assert!(api.requests().iter().all(|r| r.status != 401), "the node got a 401");
+    assert!(
+        api.requests().iter().all(|r| r.status != 401),
+        "the node got a 401"
+    );
     node.cleanup().await;
 }

@@ -15,7 +15,6 @@ use kube::Api;
 use rand::Rng;
 use rcgen::PublicKeyData;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use super::control::{RotationRecord, Shared, now_f64};
 use super::profile::{self, IdentityKind};

@@ -16,6 +16,7 @@ use super::profile::{Profile, Usage};
 
 /// The facts of one certificate.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CertInfo {
     pub subject: String,
     pub common_name: String,
@@ -75,7 +76,9 @@ pub fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Rejected>
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Rejected::Unreadable(e.to_string()))?;
     if chain.is_empty() {
-        return Err(Rejected::Unreadable("no certificate in the PEM data".into()));
+        return Err(Rejected::Unreadable(
+            "no certificate in the PEM data".into(),
+        ));
     }
     Ok(chain)
 }

@@ -163,7 +163,8 @@ impl Node {
             }
             None if !self.wrapper.is_empty() => {
                 let mut c = Command::new(&self.wrapper[0]);
-                c.args(&self.wrapper[1..]).arg(env!("CARGO_BIN_EXE_ironlet"));
+                c.args(&self.wrapper[1..])
+                    .arg(env!("CARGO_BIN_EXE_ironlet"));
                 c
             }
             None => Command::new(env!("CARGO_BIN_EXE_ironlet")),
@@ -190,7 +191,9 @@ impl Node {
     pub fn kill_agent(&mut self) {
         let wrapped = !self.wrapper.is_empty();
         if let Some(mut c) = self.agent.take() {
-            if let Some(pid) = traced_child(c.id()).or_else(|| wrapped.then(|| child_of(c.id())).flatten()) {
+            if let Some(pid) =
+                traced_child(c.id()).or_else(|| wrapped.then(|| child_of(c.id())).flatten())
+            {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();

@@ -859,7 +859,8 @@ impl FakeApi {
     /// The smallest spec.expirationSeconds a CSR may ask for (default 600 s, as the real
     /// API server's validation); the signer's maximum is `set_csr_cert_lifetime`.
     pub fn set_csr_min_expiration(&self, d: Duration) {
-        self.inner.store().csr_min_expiration_seconds = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        self.inner.store().csr_min_expiration_seconds =
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     }
 
     /// Turn the signer off (approved CSRs then stay without a certificate).

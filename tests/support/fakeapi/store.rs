@@ -692,10 +692,8 @@ impl Store {
         // As the real API server: any name that is a valid path segment will do for a CSR
         // (upstream's ValidateCertificateRequestName accepts all; kubelets name theirs
         // node-csr-<base64url>).
-        let csr_name_ok = res == Resource::Csrs
-            && !name.contains(['/', '%'])
-            && name != "."
-            && name != "..";
+        let csr_name_ok =
+            res == Resource::Csrs && !name.contains(['/', '%']) && name != "." && name != "..";
         if !csr_name_ok && !valid_name(&name) {
             return Err(ApiError::invalid(
                 res,
@@ -797,7 +795,9 @@ impl Store {
                         "spec.signerName: Required value",
                     ));
                 }
-                if let Some(secs) = obj.pointer("/spec/expirationSeconds").and_then(Value::as_i64)
+                if let Some(secs) = obj
+                    .pointer("/spec/expirationSeconds")
+                    .and_then(Value::as_i64)
                     && secs < self.csr_min_expiration_seconds
                 {
                     return Err(ApiError::invalid(
