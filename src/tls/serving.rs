@@ -257,3 +257,93 @@ pub fn client_ca(policy: &TlsPolicy, path: &Path) -> Result<Arc<ClientCaVerifier
     let cas = super::load_certs(path)?;
     Ok(Arc::new(ClientCaVerifier::new(ca_verifier(policy, &cas)?)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rustls::pki_types::pem::PemObject;
+
+    fn ca(name: &str) -> rcgen::CertifiedIssuer<'static, KeyPair> {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        rcgen::CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    }
+
+    fn leaf(ca: &rcgen::CertifiedIssuer<'static, KeyPair>) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, ca)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    fn write_new(path: &Path, text: &str) {
+        // As an operator's tooling: a new file renamed over the old one.
+        let tmp = path.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn changed_files_are_reloaded_and_broken_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (crt, key, cas) = (
+            dir.path().join("s.crt"),
+            dir.path().join("s.key"),
+            dir.path().join("ca.crt"),
+        );
+        let ca1 = ca("ca-one");
+        let (c1, k1) = leaf(&ca1);
+        std::fs::write(&crt, &c1).unwrap();
+        std::fs::write(&key, &k1).unwrap();
+        std::fs::write(&cas, ca1.pem()).unwrap();
+        let policy = TlsPolicy::from_config(None, &[]).unwrap();
+        let first = certified_from_files(&policy, &crt, &key).unwrap();
+        let (tx, mut rx) = watch::channel(Some(first));
+        let verifier = client_ca(&policy, &cas).unwrap();
+        let hint = |v: &ClientCaVerifier| format!("{:?}", v.root_hint_subjects());
+        let hints_before = hint(&verifier);
+        let reloader = FileReloader {
+            policy,
+            serving: Some((crt.clone(), key.clone(), tx)),
+            client_ca: Some((cas.clone(), verifier.clone())),
+        };
+        let task = tokio::spawn(reloader.run());
+        // A certificate whose key does not match is not published.
+        let (c2, k2) = leaf(&ca1);
+        write_new(&crt, &c2);
+        tokio::time::sleep(RELOAD_INTERVAL * 2).await;
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a mismatched pair was published"
+        );
+        // The matching key arrives: the new pair is served.
+        write_new(&key, &k2);
+        tokio::time::timeout(RELOAD_INTERVAL * 3, rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        let served = rx.borrow_and_update().clone().unwrap();
+        assert_eq!(
+            served.cert[0].as_ref(),
+            CertificateDer::from_pem_slice(c2.as_bytes())
+                .unwrap()
+                .as_ref()
+        );
+        // A new client CA bundle replaces the old one (its name is now hinted).
+        let ca2 = ca("ca-two");
+        write_new(&cas, &ca2.pem());
+        let deadline = tokio::time::Instant::now() + RELOAD_INTERVAL * 3;
+        while hint(&verifier) == hints_before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "client CA not reloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        task.abort();
+    }
+}
