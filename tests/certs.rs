@@ -32,7 +32,7 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use support::fakeapi::{AccessRule, CsrApproval, CsrMisbehavior, FakeApi, Identity};
-use support::{NODE, Node, free_port};
+use support::{Node, free_port};
 
 const BOOT_TOKEN: &str = "abcdef.0123456789abcdef";
 const BOOT_USER: &str = "system:bootstrap:abcdef";
