@@ -39,6 +39,7 @@ fn host_dns(path: Option<&Path>) -> HostDns {
 
 /// Starts the secure kubelet API (10250) with handles to the agent's state. `None` when it
 /// fails closed (the reason is logged).
+#[allow(clippy::too_many_arguments)] // the agent's handles, each passed once; a struct would only rename them
 async fn start_secure_api(
     config: &Config,
     cri: &Cri,
@@ -47,6 +48,7 @@ async fn start_secure_api(
     probes: &crate::probe::ProbeManager,
     started: Instant,
     kube: Option<kube::Client>,
+    serving: Option<crate::tls::serving::ServingRx>,
 ) -> anyhow::Result<Option<crate::server::Secure>> {
     let pods_file = view::status_dir(&config.root_dir).join("pods.json");
     let handles = crate::server::api::Handles {
@@ -60,7 +62,7 @@ async fn start_secure_api(
     };
     // In cluster mode the API server authenticates tokens and authorizes (TokenReview,
     // SubjectAccessReview); standalone, the policy file authorizes.
-    crate::server::start(config, handles, kube).await
+    crate::server::start_with(config, handles, kube, serving).await
 }
 
 /// Runs the agent until `shutdown` resolves.
@@ -98,7 +100,16 @@ pub async fn run(
         }
     };
 
-    let api = crate::cluster::connect(&config).await?;
+    let cert_status =
+        crate::tls::control::Shared::new(&config.root_dir, &config.certificates.cert_dir);
+    // TLS bootstrap may wait for an approval; a stop request ends the wait.
+    let api = tokio::select! {
+        a = crate::cluster::connect(&config, &cert_status) => a?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before the API client was ready");
+            return Ok(());
+        }
+    };
     let (api_status_tx, api_status_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = mpsc::unbounded_channel();
     let facts = AgentFacts {
@@ -201,18 +212,77 @@ pub async fn run(
         }
         None => (crate::events::Recorder::disabled(), None),
     };
+    let node_certs = match &api {
+        Some(api) => Some(
+            crate::cluster::start_certificates(&config, api, events.clone(), &cert_status).await?,
+        ),
+        None => None,
+    };
+    if let Some(cert) = &config.tls.cert_file {
+        let chain = crate::tls::load_certs(cert).ok();
+        crate::tls::manager::record_static(&cert_status, cert, chain.as_deref());
+    }
     let (probes, probe_updates) =
         crate::probe::ProbeManager::new(Arc::new(crate::pod::probes::CriExec(cri.clone())));
     let kube = api.as_ref().map(|a| a.client.clone());
-    let secure = if config.node.enable_server {
-        start_secure_api(&config, &cri, &snapshots, &health, &probes, started, kube).await?
-    } else {
-        tracing::info!(
-            port = config.port,
-            "enableServer is false: the kubelet API is not served"
-        );
-        None
-    };
+    let serving = node_certs.as_ref().and_then(|c| c.serving.clone());
+    let mut secure = None;
+    let mut secure_later = None;
+    match serving {
+        _ if !config.node.enable_server => {
+            tracing::info!(
+                port = config.port,
+                "enableServer is false: the kubelet API is not served"
+            );
+        }
+        None => {
+            secure = start_secure_api(
+                &config, &cri, &snapshots, &health, &probes, started, kube, None,
+            )
+            .await?;
+        }
+        // serverTLSBootstrap: 10250 opens once the first serving certificate is issued.
+        Some(mut rx) => {
+            let (config, cri, snapshots, health, probes) = (
+                config.clone(),
+                cri.clone(),
+                snapshots.clone(),
+                Arc::clone(&health),
+                probes.clone(),
+            );
+            secure_later = Some(tokio::spawn(async move {
+                if rx.wait_for(Option::is_some).await.is_err() {
+                    return;
+                }
+                match start_secure_api(
+                    &config,
+                    &cri,
+                    &snapshots,
+                    &health,
+                    &probes,
+                    started,
+                    kube,
+                    Some(rx),
+                )
+                .await
+                {
+                    Ok(Some(s)) => {
+                        struct AbortOnDrop(tokio::task::JoinHandle<()>);
+                        impl Drop for AbortOnDrop {
+                            fn drop(&mut self) {
+                                self.0.abort();
+                            }
+                        }
+                        let guard = AbortOnDrop(s.task);
+                        std::future::pending::<()>().await;
+                        drop(guard);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "kubelet API not opened"),
+                }
+            }));
+        }
+    }
     let ctx = Arc::new(WorkerContext {
         probes,
         cri,
@@ -295,6 +365,12 @@ pub async fn run(
     }
     if let Some(s) = secure {
         s.task.abort();
+    }
+    if let Some(t) = secure_later {
+        t.abort();
+    }
+    for t in node_certs.into_iter().flat_map(|c| c.tasks) {
+        t.abort();
     }
     // Let the view write its last state.
     let _ = tokio::time::timeout(Duration::from_secs(2), view_task).await;

@@ -246,6 +246,51 @@ pub async fn connect(path: &Path, qps: f64, burst: u32) -> Result<ApiClient, Api
     })
 }
 
+/// What a kubeconfig says about its cluster and client certificate.
+pub struct KubeconfigFacts {
+    pub server: String,
+    /// The cluster CA, DER.
+    pub roots: Vec<CertificateDer<'static>>,
+    pub tls_server_name: Option<String>,
+    /// The client certificate chain, when the user has one.
+    pub client_chain: Option<Vec<CertificateDer<'static>>>,
+}
+
+/// Reads `path` as `connect` would, without connecting (bootstrap decisions, the cluster CA
+/// for validating issued certificates).
+pub async fn inspect(path: &Path) -> Result<KubeconfigFacts, ApiClientError> {
+    let kc_err = |message: String| ApiClientError::Kubeconfig {
+        path: path.to_path_buf(),
+        message,
+    };
+    let kubeconfig = read_kubeconfig(path).map_err(kc_err)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .map_err(|e| kc_err(e.to_string()))?;
+    let client_chain = match client_pem(path, &config.auth_info)? {
+        Some((cert, _)) => Some(
+            CertificateDer::pem_slice_iter(&cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiClientError::Identity(format!("certificate PEM: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(KubeconfigFacts {
+        server: config.cluster_url.to_string(),
+        roots: config
+            .root_cert
+            .iter()
+            .flatten()
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect(),
+        tls_server_name: config.tls_server_name.clone(),
+        client_chain,
+    })
+}
+
 /// Kubeconfig files larger than this are refused before parsing.
 pub const MAX_KUBECONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -390,6 +435,8 @@ type MakeClient = Arc<dyn Fn() -> HttpsClient + Send + Sync>;
 /// would resume without a new client certificate) belong to one identity generation: when
 /// the identity changes, new requests go through a fresh pool and so handshake with the
 /// new certificate; requests already running finish on their old connections.
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 #[derive(Clone)]
 struct Rotating {
     identity: Arc<Identity>,
@@ -400,7 +447,7 @@ struct Rotating {
 impl tower::Service<http::Request<kube::client::Body>> for Rotating {
     type Response = http::Response<hyper::body::Incoming>;
     type Error = hyper_util::client::legacy::Error;
-    type Future = hyper_util::client::legacy::ResponseFuture;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -416,7 +463,15 @@ impl tower::Service<http::Request<kube::client::Body>> for Rotating {
             }
             cur.1.clone()
         };
-        client.request(req)
+        let response = client.request(req);
+        Box::pin(async move {
+            let r = response.await;
+            // Counted for the rotation evidence: a rotation must never cost a 401.
+            if let Ok(resp) = &r {
+                crate::tls::metrics::api_response(resp.status().as_u16());
+            }
+            r
+        })
     }
 }
 

@@ -23,10 +23,16 @@ use crate::pod::worker::StatusUpdate;
 use crate::resources::{Allocatable, Capacity};
 
 /// Connects the client (no request is sent yet). Errors name the kubeconfig problem.
-pub async fn connect(config: &Config) -> anyhow::Result<Option<ApiClient>> {
+/// With `--bootstrap-kubeconfig`, TLS bootstrap runs first when the kubeconfig has no
+/// valid client certificate (it waits for the CSR to be issued).
+pub async fn connect(
+    config: &Config,
+    certs: &crate::tls::control::Shared,
+) -> anyhow::Result<Option<ApiClient>> {
     let Some(path) = &config.cluster.kubeconfig else {
         return Ok(None);
     };
+    crate::tls::bootstrap::ensure_client_credentials(config, certs).await?;
     let client = apiclient::connect(
         path,
         config.cluster.kube_api_qps,
@@ -35,6 +41,24 @@ pub async fn connect(config: &Config) -> anyhow::Result<Option<ApiClient>> {
     .await?;
     tracing::info!(server = %client.server, "cluster mode: using the API server");
     Ok(Some(client))
+}
+
+/// Starts certificate rotation (rotateCertificates, serverTLSBootstrap) for the node's
+/// identities; the serving SANs use the same InternalIP the node reports.
+pub async fn start_certificates(
+    config: &Config,
+    api: &ApiClient,
+    events: crate::events::Recorder,
+    status: &crate::tls::control::Shared,
+) -> anyhow::Result<crate::tls::manager::NodeCerts> {
+    let internal_ip = match config.node_ip {
+        Some(ip) => Some(ip),
+        None if config.certificates.server_tls_bootstrap => {
+            info::detect_node_ip(server_addr(&api.server).await)
+        }
+        None => None,
+    };
+    crate::tls::manager::start(config, api, internal_ip, events, status.clone()).await
 }
 
 /// The API server's address, for picking the node's InternalIP.

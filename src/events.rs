@@ -73,6 +73,33 @@ impl Recorder {
         }
     }
 
+    /// Records an event about this node (e.g. certificate rotation).
+    pub fn node(
+        &self,
+        node_name: &str,
+        type_: &'static str,
+        reason: &'static str,
+        message: String,
+    ) {
+        let Some(tx) = &self.tx else { return };
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(node_name.to_owned()),
+            uid: Some(node_name.to_owned()),
+            ..Default::default()
+        };
+        let record = Record {
+            object,
+            type_,
+            reason,
+            message,
+        };
+        if tx.try_send(record).is_err() && self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!("event queue full: events are being dropped");
+        }
+    }
+
     /// Events dropped because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

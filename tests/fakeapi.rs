@@ -1033,7 +1033,15 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
     });
     let mut second = csr.clone();
     second.metadata.name = Some("node-csr-2".into());
+    // As the real API server: less than ten minutes is invalid.
     second.spec.expiration_seconds = Some(300);
+    match csrs.create(&PostParams::default(), &second).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 422, "{s:?}"),
+        other => panic!("expirationSeconds 300 accepted: {other:?}"),
+    }
+    // Longer than the signer's maximum (600 s here): the maximum wins, as
+    // --cluster-signing-duration does.
+    second.spec.expiration_seconds = Some(700);
     csrs.create(&PostParams::default(), &second).await.unwrap();
     let signed = api
         .wait_for("auto-approved CSR signed", Duration::from_secs(5), |a| {
@@ -1044,8 +1052,8 @@ async fn csr_create_approve_sign_and_use_the_certificate() {
     let c = pem.parse_x509().unwrap();
     let life = c.validity().not_after.timestamp() - c.validity().not_before.timestamp();
     assert!(
-        (300..=360).contains(&life),
-        "expirationSeconds honoured: {life}s"
+        (600..=660).contains(&life),
+        "the signer's maximum duration honoured: {life}s"
     );
 
     api.set_csr_signing(true);

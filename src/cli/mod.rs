@@ -2,7 +2,9 @@
 //! these functions are the edge where they become messages and exit codes.
 
 pub mod audit;
+pub mod certs;
 pub mod confinement;
+pub mod drill;
 pub mod logs;
 pub mod pods;
 pub mod run;
@@ -39,6 +41,10 @@ pub enum Command {
     /// Print ironlet's version, the Kubernetes version it implements, the git commit and
     /// the build profile.
     Version(version::VersionArgs),
+    /// The node's certificates: status, and a development PKI.
+    Certs(certs::CertsArgs),
+    /// Drills against a running node (cert-rotation).
+    Drill(drill::DrillArgs),
     /// The privileged mount helper; started by the agent itself.
     #[command(hide = true)]
     MountHelper(confinement::MountHelperArgs),
@@ -100,6 +106,8 @@ pub fn main() -> i32 {
         Command::Confinement(args) => confinement::run(args),
         Command::MountHelper(args) => confinement::mount_helper(args),
         Command::Audit(args) => audit::run(args),
+        Command::Certs(args) => certs::run(args),
+        Command::Drill(args) => drill::run(args),
     };
     exit_code(result)
 }

@@ -103,6 +103,10 @@ pub fn run(flags: RunFlags) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the soft RLIMIT_NOFILE"),
     }
+    // The cert dir must exist before confinement: landlock grants it by path.
+    if config.cluster.kubeconfig.is_some() {
+        crate::tls::store::prepare_dir(&config.certificates.cert_dir)?;
+    }
     // The one confinement point: the process still has a single thread, and nothing has
     // bound a port or read untrusted input yet.
     crate::confine::apply(&config, flags.insecure_disable_confinement)?;

@@ -148,19 +148,13 @@ pub const FIELDS: &[Field] = &[
     ),
     f(
         "rotateCertificates",
-        Pending {
-            branch: "certs",
-            fallback: Fallback::Warn,
-        },
-        "client certificate rotation (branch certs)",
+        Implemented,
+        "client certificate rotation at 70-90 % of validity (needs --kubeconfig)",
     ),
     f(
         "serverTLSBootstrap",
-        Pending {
-            branch: "certs",
-            fallback: Fallback::Warn,
-        },
-        "serving certificate bootstrap (branch certs)",
+        Implemented,
+        "serving certificate from a kubelet-serving CSR, rotated; 10250 opens once issued",
     ),
     f(
         "registryPullQPS",

@@ -78,6 +78,9 @@ pub struct KubeletConfiguration {
     pub kube_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub system_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub eviction_hard: Option<std::collections::BTreeMap<String, String>>,
+    pub rotate_certificates: Option<bool>,
+    #[serde(rename = "serverTLSBootstrap")]
+    pub server_tls_bootstrap: Option<bool>,
     pub enable_server: Option<bool>,
     pub protect_kernel_defaults: Option<bool>,
     pub fail_swap_on: Option<bool>,
@@ -216,6 +219,8 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "systemReservedCgroup",
             "tlsCurvePreferences",
             "logging",
+            "rotateCertificates",
+            "serverTLSBootstrap",
         ],
     ),
     ("memorySwap", &["swapBehavior"]),

@@ -82,6 +82,24 @@ pub struct RunFlags {
     #[arg(long, value_name = "MIB")]
     pub audit_log_maxsize: Option<u64>,
 
+    /// kubeconfig whose credentials (typically a bootstrap token) request the node's client
+    /// certificate when --kubeconfig has none that is valid; --kubeconfig is then written
+    #[arg(long, value_name = "PATH")]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
+    /// Directory of the node's certificates and keys [default: <root-dir>/pki]
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+
+    /// Rotate the client certificate before it expires; overrides rotateCertificates
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub rotate_certificates: Option<bool>,
+
+    /// Request the serving certificate from the API server and rotate it; overrides
+    /// serverTLSBootstrap
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub rotate_server_certificates: Option<bool>,
+
     /// The upstream flags of [`UPSTREAM_FLAGS`] as given; filled by [`RunArgs`].
     #[arg(skip)]
     pub upstream: UpstreamFlags,
@@ -228,7 +246,7 @@ use Target::{Field as F, Refuse, Removed, Warn};
 /// Every upstream kubelet 1.33 flag (cmd/kubelet/app/options, pkg/kubelet/config/flags.go,
 /// component-base logs), except those [`RunFlags`] defines itself (--config,
 /// --container-runtime-endpoint, --root-dir, --hostname-override, --kubeconfig, --node-ip,
-/// --v), plus flags removed in recent releases.
+/// --v, --bootstrap-kubeconfig, --cert-dir), plus flags removed in recent releases.
 pub const UPSTREAM_FLAGS: &[FlagSpec] = &[
     // Non-config flags (KubeletFlags, ContainerRuntimeOptions).
     fl("version", K::String, Target::Version),
@@ -237,18 +255,6 @@ pub const UPSTREAM_FLAGS: &[FlagSpec] = &[
         K::Path,
         Refuse(
             "drop-in configuration directories are not implemented; merge the drop-ins into --config",
-        ),
-    ),
-    fl(
-        "bootstrap-kubeconfig",
-        K::Path,
-        Warn("certificate bootstrap is not implemented by this build (branch certs); ignored"),
-    ),
-    fl(
-        "cert-dir",
-        K::Path,
-        Warn(
-            "certificate bootstrap is not implemented by this build (branch certs); the certificates named in the configuration are used",
         ),
     ),
     fl(

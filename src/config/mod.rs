@@ -17,6 +17,7 @@
 //! `0s` for many durations), and empty strings mean "unset" (`resolvConf: ""` therefore
 //! means no host resolver file for pods).
 
+pub mod certs;
 pub mod cluster;
 mod duration;
 mod error;
@@ -112,6 +113,8 @@ pub struct Config {
     /// enableServer, the startup host checks, podsPerCore, enforceNodeAllocatable, TLS
     /// groups and the log format.
     pub node: NodeSettings,
+    /// Certificate bootstrap and rotation.
+    pub certificates: certs::Certificates,
 }
 
 /// Client authentication on the kubelet API. There is no anonymous option to represent.
@@ -286,6 +289,15 @@ impl Config {
             }
         };
 
+        let tls = serving_tls(src, raw)?;
+        let certificates = certs::build(
+            src,
+            raw,
+            flags,
+            &root_dir,
+            flags.kubeconfig.as_deref(),
+            &tls,
+        )?;
         Ok(Config {
             config_file: flags.config.clone(),
             node_name: node_name(flags.hostname_override.as_deref(), hostname)?,
@@ -332,7 +344,7 @@ impl Config {
             healthz_port: port_or(src, "healthzPort", raw.healthz_port, 10248, 0)?,
             authentication: authentication(src, raw)?,
             authorization: authorization(src, raw)?,
-            tls: serving_tls(src, raw)?,
+            tls,
             cluster_dns,
             cluster_domain,
             resolv_conf,
@@ -398,6 +410,7 @@ impl Config {
             },
             cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
             node: node::build(src, raw, raw.cgroups_per_qos.unwrap_or(true))?,
+            certificates,
         })
     }
 }
@@ -749,6 +762,12 @@ mod tests {
             audit_log_max_bytes: crate::server::audit::DEFAULT_MAX_MB * 1024 * 1024,
             cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
             node: NodeSettings::default(),
+            certificates: certs::Certificates {
+                bootstrap_kubeconfig: None,
+                cert_dir: "/var/lib/kubelet/pki".into(),
+                rotate_certificates: false,
+                server_tls_bootstrap: false,
+            },
         };
         assert_eq!(loaded.config, want);
         // A file with only the type header yields the same defaults.
@@ -1107,14 +1126,54 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
         );
 
         let (_f, loaded) =
-            load_yaml("rotateCertificates: true\nserverTLSBootstrap: true\nport: 10250\n");
+            load_yaml("registryPullQPS: 5\nserializeImagePulls: true\nport: 10250\n");
         let warnings = loaded.unwrap().warnings;
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(
-            warnings[0].contains("rotateCertificates")
-                && warnings[1].contains("serverTLSBootstrap"),
+            warnings[0].contains("serializeImagePulls") || warnings[0].contains("registryPullQPS"),
             "{warnings:?}"
         );
+    }
+
+    #[test]
+    fn certificate_settings_need_an_api_server_and_do_not_mix_with_files() {
+        // Without --kubeconfig there is nobody to ask: refused, naming the field.
+        let (_f, err) = load_err("rotateCertificates: true\n");
+        assert!(err.to_string().contains("rotateCertificates"), "{err}");
+        let (_f, err) = load_err("serverTLSBootstrap: true\n");
+        assert!(err.to_string().contains("serverTLSBootstrap"), "{err}");
+        let f = temp_file(
+            ".yaml",
+            &format!("{HEAD}serverTLSBootstrap: true\nrotateCertificates: true\n"),
+        );
+        let ok = Config::load(&RunFlags {
+            kubeconfig: Some("/etc/ironlet/kubeconfig".into()),
+            bootstrap_kubeconfig: Some("/etc/ironlet/bootstrap".into()),
+            root_dir: Some("/srv/k".into()),
+            ..flags(Some(f.path()))
+        })
+        .unwrap()
+        .config;
+        assert!(ok.certificates.rotate_certificates && ok.certificates.server_tls_bootstrap);
+        assert_eq!(ok.certificates.cert_dir, Path::new("/srv/k/pki"));
+        let f = temp_file(
+            ".yaml",
+            &format!(
+                "{HEAD}serverTLSBootstrap: true\ntlsCertFile: /a.crt\ntlsPrivateKeyFile: /a.key\n"
+            ),
+        );
+        let err = Config::load(&RunFlags {
+            kubeconfig: Some("/etc/ironlet/kubeconfig".into()),
+            ..flags(Some(f.path()))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("tlsCertFile"), "{err}");
+        let err = Config::load(&RunFlags {
+            bootstrap_kubeconfig: Some("/etc/ironlet/bootstrap".into()),
+            ..flags(None)
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--bootstrap-kubeconfig"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum Mode {
     /// Read, write, create and remove files and directories (no devices, sockets, fifos,
     /// symlinks or execution).
     ReadWrite,
+    /// ReadWrite plus creating symlinks: the cert dir's `-current.pem` links only.
+    ReadWriteLinks,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -144,6 +146,28 @@ pub fn fs_rules(config: &Config, cgroup_dirs: &[PathBuf]) -> Vec<PathRule> {
             "node logs served on /logs/ (enableSystemLogHandler)",
         );
     }
+    if config.cluster.kubeconfig.is_some() {
+        r.push(
+            &config.certificates.cert_dir,
+            Mode::ReadWriteLinks,
+            "--cert-dir: issued certificate pairs, pending keys (0600) and the -current.pem symlinks swapped on rotation",
+        );
+    }
+    if let Some(bootstrap) = config.certificates.bootstrap_kubeconfig.as_deref() {
+        r.read(
+            bootstrap,
+            "--bootstrap-kubeconfig, the TLS bootstrap credentials",
+        );
+        for f in crate::apiclient::referenced_files(bootstrap) {
+            r.read(f, "a file the bootstrap kubeconfig names (CA, token)");
+        }
+        if let Some(dir) = config.cluster.kubeconfig.as_deref().and_then(Path::parent) {
+            r.write(
+                dir,
+                "the directory of --kubeconfig, which TLS bootstrap writes (a 0600 temporary file renamed over it)",
+            );
+        }
+    }
     if let Some(kubeconfig) = config.cluster.kubeconfig.as_deref() {
         r.read(kubeconfig, "the kubeconfig of cluster mode");
         for f in crate::apiclient::referenced_files(kubeconfig) {
@@ -237,6 +261,7 @@ pub fn restrict(rules: &[PathRule], ports: &[u16]) -> Result<LandlockReport, Str
         let mut access = match rule.mode {
             Mode::Read => read_access(),
             Mode::ReadWrite => write_access(),
+            Mode::ReadWriteLinks => write_access() | AccessFs::MakeSym,
         };
         if !rule.path.is_dir() {
             // Directory rights on a file are an error; keep the file ones.

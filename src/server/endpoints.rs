@@ -179,6 +179,7 @@ pub fn metrics(api: &Api) -> Response<Body> {
         "",
         &crate::metrics::pod_start_durations(),
     );
+    crate::tls::metrics::encode(&mut out);
     let ops = crate::cri::operations::snapshot();
     header(
         &mut out,

@@ -35,27 +35,49 @@ pub struct Secure {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// The rustls configuration of the secure port: the TLS policy, the serving certificate,
-/// and the client CA when x509 authentication is configured.
-pub fn tls_config(config: &Config) -> anyhow::Result<Option<rustls::ServerConfig>> {
-    let (Some(cert), Some(key)) = (&config.tls.cert_file, &config.tls.private_key_file) else {
-        return Ok(None);
-    };
+/// The rustls configuration of the secure port: the TLS policy, the serving certificate
+/// (from `serving` when rotation manages it, else from tlsCertFile/tlsPrivateKeyFile, which
+/// are then reloaded when they change), and the client CA when x509 authentication is
+/// configured (reloaded when it changes). The reloader must run for the files to be watched.
+pub fn tls_config(
+    config: &Config,
+    serving: Option<crate::tls::serving::ServingRx>,
+) -> anyhow::Result<Option<(rustls::ServerConfig, crate::tls::serving::FileReloader)>> {
+    use crate::tls::serving;
     let policy = crate::tls::TlsPolicy::from_config(
         config.tls.min_version.as_deref(),
         &config.tls.cipher_suites,
     )?
     .with_kx_groups(&config.node.tls_curve_preferences)?;
-    let chain = crate::tls::load_certs(cert).map_err(|e| anyhow::anyhow!("tlsCertFile: {e}"))?;
-    let key = crate::tls::load_key(key).map_err(|e| anyhow::anyhow!("tlsPrivateKeyFile: {e}"))?;
-    let cas = match &config.authentication.x509_client_ca_file {
-        Some(p) => Some(
-            crate::tls::load_certs(p)
+    let (rx, files) = match (serving, &config.tls.cert_file, &config.tls.private_key_file) {
+        (Some(rx), _, _) => (rx, None),
+        (None, Some(cert), Some(key)) => {
+            crate::tls::load_certs(cert).map_err(|e| anyhow::anyhow!("tlsCertFile: {e}"))?;
+            crate::tls::load_key(key).map_err(|e| anyhow::anyhow!("tlsPrivateKeyFile: {e}"))?;
+            let ck = serving::certified_from_files(&policy, cert, key)
+                .map_err(|e| anyhow::anyhow!("tlsCertFile/tlsPrivateKeyFile: {e}"))?;
+            let (tx, rx) = tokio::sync::watch::channel(Some(ck));
+            (rx, Some((cert.clone(), key.clone(), tx)))
+        }
+        _ => return Ok(None),
+    };
+    let client_ca = match &config.authentication.x509_client_ca_file {
+        Some(p) => Some((
+            p.clone(),
+            serving::client_ca(&policy, p)
                 .map_err(|e| anyhow::anyhow!("authentication.x509.clientCAFile: {e}"))?,
-        ),
+        )),
         None => None,
     };
-    Ok(Some(policy.server_config(chain, key, cas.as_deref())?))
+    let cfg = serving::server_config(&policy, rx, client_ca.as_ref().map(|(_, v)| v.clone()))?;
+    Ok(Some((
+        cfg,
+        serving::FileReloader {
+            policy,
+            serving: files,
+            client_ca,
+        },
+    )))
 }
 
 /// `/configz`: the running configuration under upstream's field names.
@@ -108,6 +130,16 @@ pub async fn start(
     config: &Config,
     handles: api::Handles,
     kube: Option<kube::Client>,
+) -> anyhow::Result<Option<Secure>> {
+    start_with(config, handles, kube, None).await
+}
+
+/// `start`, with the serving certificate from a rotation channel instead of files.
+pub async fn start_with(
+    config: &Config,
+    handles: api::Handles,
+    kube: Option<kube::Client>,
+    serving: Option<crate::tls::serving::ServingRx>,
 ) -> anyhow::Result<Option<Secure>> {
     // One budget for the TokenReviews and SubjectAccessReviews made for 10250's callers.
     let reviews = Arc::new(crate::budget::ReviewBudget::default());
@@ -166,7 +198,7 @@ pub async fn start(
             "kubelet API: no authentication method can succeed (no clientCAFile, no TokenReview); every request gets 401"
         );
     }
-    let Some(tls) = tls_config(config)? else {
+    let Some((tls, reloader)) = tls_config(config, serving)? else {
         tracing::error!(
             "kubelet API (port {}) not opened: tlsCertFile and tlsPrivateKeyFile are not set (ironlet does not self-sign)",
             config.port
@@ -201,11 +233,13 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("address/port {addr}: {e}"))?;
     let local_addr = listener.local_addr()?;
     tracing::info!(address = %local_addr, "kubelet API listening (TLS, authenticated, authorized)");
-    let task = tokio::spawn(listener::serve(
-        listener,
-        Arc::new(tls),
-        api,
-        listener::Limits::default(),
-    ));
+    let serve = listener::serve(listener, Arc::new(tls), api, listener::Limits::default());
+    // The file reloader lives and dies with the listener.
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            _ = serve => {}
+            _ = reloader.run() => {}
+        }
+    });
     Ok(Some(Secure { local_addr, task }))
 }

@@ -5,6 +5,22 @@
 //! version is an error naming it and CIS 4.2.12, and TLS below 1.2 does not exist in rustls.
 //! Client certificates are requested but optional at the handshake, so bearer-token callers
 //! can connect; authentication decides later (as upstream's RequestClientCert does).
+//!
+//! Also the node's certificates (issue 13): [`profile`] (certs/ data), [`store`] (the
+//! --cert-dir layout), [`csr`], [`validate`], [`bootstrap`], [`rotation`] (one loop per
+//! identity), [`serving`] (the hot-swapping resolver and client CA), [`control`] (status
+//! file and rotation requests), [`metrics`], and [`manager`], which starts them.
+
+pub mod bootstrap;
+pub mod control;
+pub mod csr;
+pub mod manager;
+pub mod metrics;
+pub mod profile;
+pub mod rotation;
+pub mod serving;
+pub mod store;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -46,6 +46,9 @@ pub struct Node {
     pub cgroup_root: String,
     /// More `ironlet run` arguments (e.g. `--kubeconfig PATH`).
     pub extra_args: Vec<String>,
+    /// A program the agent runs under, e.g. `strace -f -e trace=... -o FILE --`; the
+    /// agent's pid is then that program's child.
+    pub wrapper: Vec<String>,
 }
 
 impl Node {
@@ -101,6 +104,7 @@ impl Node {
             starts: 0,
             endpoint_override: None,
             extra_args: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -157,6 +161,12 @@ impl Node {
                     .arg(env!("CARGO_BIN_EXE_ironlet"));
                 c
             }
+            None if !self.wrapper.is_empty() => {
+                let mut c = Command::new(&self.wrapper[0]);
+                c.args(&self.wrapper[1..])
+                    .arg(env!("CARGO_BIN_EXE_ironlet"));
+                c
+            }
             None => Command::new(env!("CARGO_BIN_EXE_ironlet")),
         };
         let child = cmd
@@ -179,8 +189,11 @@ impl Node {
 
     /// SIGKILL: the agent gets no chance to clean anything.
     pub fn kill_agent(&mut self) {
+        let wrapped = !self.wrapper.is_empty();
         if let Some(mut c) = self.agent.take() {
-            if let Some(pid) = traced_child(c.id()) {
+            if let Some(pid) =
+                traced_child(c.id()).or_else(|| wrapped.then(|| child_of(c.id())).flatten())
+            {
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
@@ -192,8 +205,11 @@ impl Node {
 
     /// SIGTERM and wait for exit.
     pub fn stop_agent(&mut self) -> std::process::ExitStatus {
+        let wrapped = !self.wrapper.is_empty();
         let mut c = self.agent.take().expect("agent running");
-        let pid = traced_child(c.id()).unwrap_or(c.id());
+        let pid = traced_child(c.id())
+            .or_else(|| wrapped.then(|| child_of(c.id())).flatten())
+            .unwrap_or(c.id());
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
@@ -203,7 +219,9 @@ impl Node {
     /// The agent's pid (under `strace`, the traced child's).
     pub fn agent_pid(&self) -> u32 {
         let pid = self.agent.as_ref().expect("agent running").id();
-        traced_child(pid).unwrap_or(pid)
+        traced_child(pid)
+            .or_else(|| (!self.wrapper.is_empty()).then(|| child_of(pid)).flatten())
+            .unwrap_or(pid)
     }
 
     /// The test containerd's pid.
@@ -408,6 +426,11 @@ pub fn signal(pid: u32, sig: &str) {
 /// When the agent runs under `strace` (IRONLET_STRACE_DIR), the pid of strace's child.
 fn traced_child(pid: u32) -> Option<u32> {
     std::env::var_os("IRONLET_STRACE_DIR")?;
+    child_of(pid)
+}
+
+/// The first child of `pid` (waiting up to 5 s for it to appear).
+fn child_of(pid: u32) -> Option<u32> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let children = read_file(Path::new(&format!("/proc/{pid}/task/{pid}/children")));

@@ -34,6 +34,8 @@ pub const TARGETS: &[&str] = &[
     "kubeconfig",
     "kubelet_flags",
     "audit_record",
+    "rotation_request",
+    "issued_certificate",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, CertifiedIssuer, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, CertifiedIssuer,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -84,12 +84,14 @@ impl Pki {
     }
 
     /// Signs a PEM CSR as the cluster's signer would: subject and SANs from the request,
-    /// usages from the CSR object's spec.usages, lifetime as given.
+    /// usages from the CSR object's spec.usages, lifetime as given. `misbehave` makes a
+    /// broken signer: another node's name, or another key than the request's.
     pub fn sign_csr(
         &self,
         csr_pem: &str,
         usages: &[String],
         lifetime: Duration,
+        misbehave: Option<super::CsrMisbehavior>,
     ) -> Result<String, String> {
         let mut req = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| format!("cannot parse CSR: {e}"))?;
@@ -111,9 +113,21 @@ impl Pki {
             }
         }
         validity(p, lifetime);
-        let cert = req
-            .signed_by(&self.ca)
-            .map_err(|e| format!("cannot sign CSR: {e}"))?;
+        let cert = match misbehave {
+            None => req.signed_by(&self.ca),
+            Some(super::CsrMisbehavior::WrongCommonName) => {
+                let mut dn = DistinguishedName::new();
+                dn.push(DnType::CommonName, "system:node:intruder");
+                dn.push(DnType::OrganizationName, "system:nodes");
+                req.params.distinguished_name = dn;
+                req.signed_by(&self.ca)
+            }
+            Some(super::CsrMisbehavior::WrongKey) => {
+                let other = KeyPair::generate().map_err(|e| e.to_string())?;
+                req.params.signed_by(&other, &self.ca)
+            }
+        }
+        .map_err(|e| format!("cannot sign CSR: {e}"))?;
         Ok(cert.pem())
     }
 }

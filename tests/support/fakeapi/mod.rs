@@ -258,7 +258,18 @@ pub(crate) struct Control {
     csr_auto: Vec<CsrApproval>,
     csr_lifetime: Duration,
     csr_signing: bool,
+    /// The next signings misbehave this way, in order.
+    csr_misbehave: Vec<CsrMisbehavior>,
     node_authorization: bool,
+}
+
+/// A signer gone wrong, for tests of what the node accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsrMisbehavior {
+    /// Issues the certificate for system:node:intruder.
+    WrongCommonName,
+    /// Issues the certificate for another key than the request's.
+    WrongKey,
 }
 
 pub(crate) struct Inner {
@@ -332,6 +343,7 @@ impl FakeApi {
                 csr_auto: Vec::new(),
                 csr_lifetime: Duration::from_secs(24 * 3600),
                 csr_signing: true,
+                csr_misbehave: Vec::new(),
                 node_authorization: true,
             }),
             log: Mutex::new(Vec::new()),
@@ -840,10 +852,23 @@ impl FakeApi {
         self.inner.ctl().csr_auto.push(rule);
     }
 
-    /// Lifetime of certificates the signer issues (default 24 h; spec.expirationSeconds
-    /// shortens it further).
+    /// Lifetime of certificates the signer issues: its maximum duration, as
+    /// kube-controller-manager's --cluster-signing-duration (default 24 h here; tests sign
+    /// ~60 s certificates for rotation). spec.expirationSeconds shortens it further.
     pub fn set_csr_cert_lifetime(&self, d: Duration) {
         self.inner.ctl().csr_lifetime = d;
+    }
+
+    /// The next signings misbehave as listed (one entry per signing).
+    pub fn misbehave_csr_signing(&self, how: &[CsrMisbehavior]) {
+        self.inner.ctl().csr_misbehave.extend_from_slice(how);
+    }
+
+    /// The smallest spec.expirationSeconds a CSR may ask for (default 600 s, as the real
+    /// API server's validation); the signer's maximum is `set_csr_cert_lifetime`.
+    pub fn set_csr_min_expiration(&self, d: Duration) {
+        self.inner.store().csr_min_expiration_seconds =
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     }
 
     /// Turn the signer off (approved CSRs then stay without a certificate).

@@ -1079,6 +1079,8 @@ pub fn csr_after_write(inner: &Inner, name: &str) {
                     .collect()
             })
             .unwrap_or_default();
+        // As kube-controller-manager: the signer's maximum duration
+        // (--cluster-signing-duration), shortened by spec.expirationSeconds.
         let mut life = lifetime;
         if let Some(s) = csr
             .pointer("/spec/expirationSeconds")
@@ -1086,7 +1088,15 @@ pub fn csr_after_write(inner: &Inner, name: &str) {
         {
             life = life.min(Duration::from_secs(s));
         }
-        inner.pki.sign_csr(&pem, &usages, life)
+        let misbehave = {
+            let mut c = inner.ctl();
+            if c.csr_misbehave.is_empty() {
+                None
+            } else {
+                Some(c.csr_misbehave.remove(0))
+            }
+        };
+        inner.pki.sign_csr(&pem, &usages, life, misbehave)
     })();
     let mut new = csr.clone();
     match result {

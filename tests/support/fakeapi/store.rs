@@ -488,6 +488,9 @@ pub struct Store {
     rv: u64,
     history: VecDeque<Arc<Change>>,
     pub history_limit: usize,
+    /// CSRs asking for spec.expirationSeconds below this are invalid (the real API server:
+    /// 600, ten minutes).
+    pub csr_min_expiration_seconds: i64,
     /// Watches and exact lists from a resourceVersion below this get 410 Gone.
     compacted: u64,
     pub tx: broadcast::Sender<Arc<Change>>,
@@ -557,6 +560,7 @@ impl Store {
             rv: 1,
             history: VecDeque::new(),
             history_limit,
+            csr_min_expiration_seconds: 600,
             compacted: 0,
             tx,
         }
@@ -685,7 +689,12 @@ impl Store {
                 "metadata.name: Required value: name or generateName is required",
             ));
         }
-        if !valid_name(&name) {
+        // As the real API server: any name that is a valid path segment will do for a CSR
+        // (upstream's ValidateCertificateRequestName accepts all; kubelets name theirs
+        // node-csr-<base64url>).
+        let csr_name_ok =
+            res == Resource::Csrs && !name.contains(['/', '%']) && name != "." && name != "..";
+        if !csr_name_ok && !valid_name(&name) {
             return Err(ApiError::invalid(
                 res,
                 &name,
@@ -784,6 +793,20 @@ impl Store {
                         res,
                         &name,
                         "spec.signerName: Required value",
+                    ));
+                }
+                if let Some(secs) = obj
+                    .pointer("/spec/expirationSeconds")
+                    .and_then(Value::as_i64)
+                    && secs < self.csr_min_expiration_seconds
+                {
+                    return Err(ApiError::invalid(
+                        res,
+                        &name,
+                        format!(
+                            "spec.expirationSeconds: Invalid value: {secs}: may not specify a duration less than {} seconds",
+                            self.csr_min_expiration_seconds
+                        ),
                     ));
                 }
                 // The API server records who asked, not what the body claims.
