@@ -77,6 +77,8 @@ pub struct KubeletConfiguration {
     pub kube_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub system_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub eviction_hard: Option<std::collections::BTreeMap<String, String>>,
+    pub seccomp_default: Option<bool>,
+    pub allowed_unsafe_sysctls: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -174,6 +176,8 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "kubeReserved",
             "systemReserved",
             "evictionHard",
+            "seccompDefault",
+            "allowedUnsafeSysctls",
         ],
     ),
     ("authentication", &["anonymous", "webhook", "x509"]),
@@ -253,7 +257,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "systemReservedCgroup",
     "kubeReservedCgroup",
     "enforceNodeAllocatable",
-    "allowedUnsafeSysctls",
     "volumePluginDir",
     "providerID",
     "kernelMemcgNotification",
@@ -266,7 +269,6 @@ pub const NOT_IMPLEMENTED_FIELDS: &[&str] = &[
     "reservedMemory",
     "enableProfilingHandler",
     "enableDebugFlagsHandler",
-    "seccompDefault",
     "memoryThrottlingFactor",
     "memoryReservationPolicy",
     "tracing",
@@ -570,14 +572,14 @@ tlsCipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
     #[test]
     fn not_implemented_fields_warn_exactly_once_each() {
         let text = format!(
-            "{HEAD}featureGates: {{Foo: true}}\nimageGCHighThresholdPercent: 80\nseccompDefault: true\nmaxPods: 10\n"
+            "{HEAD}featureGates: {{Foo: true}}\nimageGCHighThresholdPercent: 80\noomScoreAdj: -999\nmaxPods: 10\n"
         );
         let parsed = parse_str(&text).unwrap();
         assert_eq!(parsed.warnings.len(), 3, "{:?}", parsed.warnings);
         for name in [
             "featureGates",
             "imageGCHighThresholdPercent",
-            "seccompDefault",
+            "oomScoreAdj",
         ] {
             let hits = parsed
                 .warnings

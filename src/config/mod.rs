@@ -23,6 +23,7 @@ mod error;
 pub mod file;
 mod flags;
 mod names;
+pub mod workload;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -103,6 +104,8 @@ pub struct Config {
     pub authorization_policy_file: Option<PathBuf>,
     /// Cluster mode (API server) settings and node reservations.
     pub cluster: cluster::Cluster,
+    /// seccompDefault, allowedUnsafeSysctls and the node's Pod Security policy.
+    pub workload: workload::Workload,
 }
 
 /// Client authentication on the kubelet API. There is no anonymous option to represent.
@@ -322,6 +325,7 @@ impl Config {
                 other => other.clone(),
             },
             cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
+            workload: workload::build(src, raw, flags.pod_security_policy_file.as_deref())?,
         })
     }
 }
@@ -644,6 +648,7 @@ mod tests {
             enable_system_log_handler: false,
             authorization_policy_file: None,
             cluster: cluster::build(Source::FLAGS, &KubeletConfiguration::default(), None).unwrap(),
+            workload: workload::Workload::default(),
         };
         assert_eq!(loaded.config, want);
         // A file with only the type header yields the same defaults.
