@@ -90,7 +90,10 @@ async fn container_pid(node: &Node, pod: &str) -> u32 {
 fn status_field(pid: u32, field: &str) -> String {
     read_file(Path::new(&format!("/proc/{pid}/status")))
         .lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
@@ -98,11 +101,17 @@ fn status_field(pid: u32, field: &str) -> String {
 async fn assert_never_created(node: &Node, name: &str) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let sbs = node.sandboxes(&format!("{name}-{NODE}")).await;
-    assert!(sbs.is_empty(), "{name} has sandboxes in the runtime: {sbs:?}");
+    assert!(
+        sbs.is_empty(),
+        "{name} has sandboxes in the runtime: {sbs:?}"
+    );
 }
 
 fn message(p: &Value) -> String {
-    p["status"]["message"].as_str().unwrap_or_default().to_string()
+    p["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +158,10 @@ async fn seccomp_and_sysctls_are_what_the_kernel_shows() {
             "    securityContext: {seccompProfile: {type: Localhost, localhostProfile: profiles/deny-mkdir.json}}\n",
         ),
     );
-    for (name, path) in [("escape", "../../../../etc/x.json"), ("absolute", "/etc/x.json")] {
+    for (name, path) in [
+        ("escape", "../../../../etc/x.json"),
+        ("absolute", "/etc/x.json"),
+    ] {
         m(
             &format!("{name}.yaml"),
             manifest(
@@ -187,16 +199,33 @@ async fn seccomp_and_sysctls_are_what_the_kernel_shows() {
     let host_msgmax = read_file(Path::new("/proc/sys/kernel/msgmax"));
     node.start_agent();
 
-    for (pod, want) in [("plain", "2"), ("rtdefault", "2"), ("local", "2"), ("unconfined", "0")] {
+    for (pod, want) in [
+        ("plain", "2"),
+        ("rtdefault", "2"),
+        ("local", "2"),
+        ("unconfined", "0"),
+    ] {
         let pid = container_pid(&node, pod).await;
-        assert_eq!(status_field(pid, "Seccomp"), want, "{pod}: Seccomp in /proc/{pid}/status");
+        assert_eq!(
+            status_field(pid, "Seccomp"),
+            want,
+            "{pod}: Seccomp in /proc/{pid}/status"
+        );
     }
     // The Localhost profile is the one loaded: mkdir fails inside, from the container's view.
     let sb = node.wait_running("local", &["main"], T).await;
     let id = node.containers_in(&sb.id).await[0].id.clone();
     let out = node
         .cri
-        .exec_sync(&id, vec!["sh".into(), "-c".into(), "mkdir /tmp/x && echo made || echo refused".into()], Duration::from_secs(10))
+        .exec_sync(
+            &id,
+            vec![
+                "sh".into(),
+                "-c".into(),
+                "mkdir /tmp/x && echo made || echo refused".into(),
+            ],
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
@@ -222,7 +251,10 @@ async fn seccomp_and_sysctls_are_what_the_kernel_shows() {
 
     let p = wait_failed(&node, "msgmax").await;
     assert_eq!(p["status"]["reason"], "SysctlForbidden", "{p}");
-    assert_eq!(message(&p), "forbidden sysctl: \"kernel.msgmax\" not allowlisted");
+    assert_eq!(
+        message(&p),
+        "forbidden sysctl: \"kernel.msgmax\" not allowlisted"
+    );
     assert_never_created(&node, "msgmax").await;
     assert_eq!(read_file(Path::new("/proc/sys/kernel/msgmax")), host_msgmax);
     node.cleanup().await;
@@ -232,7 +264,10 @@ async fn seccomp_and_sysctls_are_what_the_kernel_shows() {
 async fn run_as_non_root_is_enforced_against_the_image_user() {
     let mut node = Node::new();
     let nonroot = "    securityContext: {runAsNonRoot: true}\n";
-    node.write_manifest("rootimage.yaml", &manifest("rootimage", "default", BUSYBOX, "", nonroot));
+    node.write_manifest(
+        "rootimage.yaml",
+        &manifest("rootimage", "default", BUSYBOX, "", nonroot),
+    );
     node.write_manifest(
         "uid1000.yaml",
         &manifest(
@@ -243,7 +278,10 @@ async fn run_as_non_root_is_enforced_against_the_image_user() {
             "",
         ),
     );
-    node.write_manifest("nonrootimage.yaml", &manifest("nonrootimage", "default", NONROOT, "", nonroot));
+    node.write_manifest(
+        "nonrootimage.yaml",
+        &manifest("nonrootimage", "default", NONROOT, "", nonroot),
+    );
     node.write_manifest(
         "uid0.yaml",
         &manifest(
@@ -257,8 +295,14 @@ async fn run_as_non_root_is_enforced_against_the_image_user() {
     node.start_agent();
 
     for (pod, want) in [
-        ("rootimage", "container has runAsNonRoot and image will run as root (pod: \"rootimage-testnode_default("),
-        ("uid0", "container's runAsUser breaks non-root policy (pod: \"uid0-testnode_default("),
+        (
+            "rootimage",
+            "container has runAsNonRoot and image will run as root (pod: \"rootimage-testnode_default(",
+        ),
+        (
+            "uid0",
+            "container's runAsUser breaks non-root policy (pod: \"uid0-testnode_default(",
+        ),
     ] {
         let p = wait_for(&format!("{pod} waiting"), T, || async {
             let p = view_pod(&node, pod)?;
@@ -267,7 +311,10 @@ async fn run_as_non_root_is_enforced_against_the_image_user() {
         })
         .await;
         let msg = p["message"].as_str().unwrap_or_default();
-        assert!(msg.starts_with(want) && msg.ends_with(", container: main)"), "{msg}");
+        assert!(
+            msg.starts_with(want) && msg.ends_with(", container: main)"),
+            "{msg}"
+        );
         // The sandbox exists, but no container was ever created in it.
         let sb = node.sandboxes(&format!("{pod}-{NODE}")).await;
         assert_eq!(sb.len(), 1);
@@ -276,7 +323,10 @@ async fn run_as_non_root_is_enforced_against_the_image_user() {
     for pod in ["uid1000", "nonrootimage"] {
         let pid = container_pid(&node, pod).await;
         let uid = status_field(pid, "Uid");
-        assert!(uid.split_whitespace().all(|u| u == "1000"), "{pod}: Uid {uid}");
+        assert!(
+            uid.split_whitespace().all(|u| u == "1000"),
+            "{pod}: Uid {uid}"
+        );
     }
     node.cleanup().await;
 }
@@ -299,12 +349,27 @@ async fn pod_security_and_unsupported_fields_refuse_by_name() {
             ),
         ),
         ("bare", manifest("bare", "tenant", BUSYBOX, "", "")),
-        ("tenantok", manifest("tenantok", "tenant", NONROOT, "", restricted_ok)),
-        ("labpriv", manifest("labpriv", "lab", BUSYBOX, "", privileged)),
-        ("userns", manifest("userns", "default", BUSYBOX, "  hostUsers: false\n", "")),
+        (
+            "tenantok",
+            manifest("tenantok", "tenant", NONROOT, "", restricted_ok),
+        ),
+        (
+            "labpriv",
+            manifest("labpriv", "lab", BUSYBOX, "", privileged),
+        ),
+        (
+            "userns",
+            manifest("userns", "default", BUSYBOX, "  hostUsers: false\n", ""),
+        ),
         (
             "selinux",
-            manifest("selinux", "lab", BUSYBOX, "", "    securityContext: {seLinuxOptions: {type: spc_t}}\n"),
+            manifest(
+                "selinux",
+                "lab",
+                BUSYBOX,
+                "",
+                "    securityContext: {seLinuxOptions: {type: spc_t}}\n",
+            ),
         ),
         (
             "apparmor",
@@ -332,8 +397,19 @@ async fn pod_security_and_unsupported_fields_refuse_by_name() {
     );
 
     let cases: &[(&str, &str, &[&str])] = &[
-        ("priv", "PodSecurity", &["violates PodSecurity \"baseline:v1.33\"", "privileged (container \"main\""]),
-        ("hostpath", "PodSecurity", &["hostPath volumes (volume \"etc\" uses hostPath)"]),
+        (
+            "priv",
+            "PodSecurity",
+            &[
+                "violates PodSecurity \"baseline:v1.33\"",
+                "privileged (container \"main\"",
+            ],
+        ),
+        (
+            "hostpath",
+            "PodSecurity",
+            &["hostPath volumes (volume \"etc\" uses hostPath)"],
+        ),
         (
             "bare",
             "PodSecurity",
@@ -346,17 +422,100 @@ async fn pod_security_and_unsupported_fields_refuse_by_name() {
                 "for static pods in namespace \"tenant\"",
             ],
         ),
-        ("userns", "UnsupportedPodSpec", &["spec.hostUsers: false", "containerd"]),
-        ("selinux", "UnsupportedPodSpec", &["spec.containers[0].securityContext.seLinuxOptions", "no SELinux"]),
-        ("apparmor", "AppArmor", &["appArmorProfile", "AppArmor is not enabled on this host"]),
+        (
+            "userns",
+            "UnsupportedPodSpec",
+            &["spec.hostUsers: false", "containerd"],
+        ),
+        (
+            "selinux",
+            "UnsupportedPodSpec",
+            &[
+                "spec.containers[0].securityContext.seLinuxOptions",
+                "no SELinux",
+            ],
+        ),
+        (
+            "apparmor",
+            "AppArmor",
+            &["appArmorProfile", "AppArmor is not enabled on this host"],
+        ),
     ];
     for (name, reason, parts) in cases {
         let p = wait_failed(&node, name).await;
         assert_eq!(p["status"]["reason"], *reason, "{name}: {p}");
         for part in *parts {
-            assert!(message(&p).contains(part), "{name}: {part:?} not in {:?}", message(&p));
+            assert!(
+                message(&p).contains(part),
+                "{name}: {part:?} not in {:?}",
+                message(&p)
+            );
         }
         assert_never_created(&node, name).await;
     }
+    node.cleanup().await;
+}
+
+/// API pods pass the same node-side admission: a privileged pod in `default` is Failed in
+/// the API with the check named; in `kube-system` (privileged by the compiled-in policy)
+/// the same pod runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_pods_get_the_node_pod_security_too() {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::Api;
+    use kube::api::PostParams;
+    use support::fakeapi::{FakeApi, Identity};
+
+    let api = FakeApi::start();
+    let mut node = Node::with_config(
+        "healthzPort: 0\nruntimeRequestTimeout: 30s\nnodeStatusUpdateFrequency: 1s\n",
+    );
+    let kubeconfig = node.dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, &Identity::node(NODE));
+    node.extra_args = vec!["--kubeconfig".into(), kubeconfig.display().to_string()];
+    node.start_agent();
+    let client = api.client(&Identity::admin()).await;
+    let pod = |ns: &str| -> Pod {
+        serde_saphyr::from_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: priv\n  namespace: {ns}\nspec:\n  nodeName: {NODE}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n    securityContext: {{privileged: true}}\n"
+        ))
+        .unwrap()
+    };
+    for ns in ["default", "kube-system"] {
+        Api::<Pod>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &pod(ns))
+            .await
+            .unwrap();
+    }
+    let default: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let failed = wait_for("the default pod Failed in the API", T, || async {
+        let p = default.get("priv").await.ok()?;
+        let s = p.status?;
+        (s.phase.as_deref() == Some("Failed")).then_some(s)
+    })
+    .await;
+    assert_eq!(failed.reason.as_deref(), Some("PodSecurity"));
+    let msg = failed.message.unwrap_or_default();
+    assert!(
+        msg.contains("privileged (container \"main\"")
+            && msg.contains("for API pods in namespace \"default\""),
+        "{msg}"
+    );
+    // Judged in the runtime: only the kube-system pod has a sandbox, and it runs.
+    wait_for("the kube-system pod running", T, || async {
+        let sbs = node.cri.list_pod_sandbox().await.ok()?;
+        let mine: Vec<_> = sbs
+            .iter()
+            .filter_map(|s| s.metadata.as_ref())
+            .filter(|m| m.name == "priv")
+            .collect();
+        assert!(
+            mine.iter().all(|m| m.namespace == "kube-system"),
+            "{mine:?}"
+        );
+        (!mine.is_empty()).then_some(())
+    })
+    .await;
+    node.wait_running_full("priv", &["main"], T).await;
     node.cleanup().await;
 }

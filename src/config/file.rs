@@ -576,11 +576,7 @@ tlsCipherSuites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]
         );
         let parsed = parse_str(&text).unwrap();
         assert_eq!(parsed.warnings.len(), 3, "{:?}", parsed.warnings);
-        for name in [
-            "featureGates",
-            "imageGCHighThresholdPercent",
-            "oomScoreAdj",
-        ] {
+        for name in ["featureGates", "imageGCHighThresholdPercent", "oomScoreAdj"] {
             let hits = parsed
                 .warnings
                 .iter()

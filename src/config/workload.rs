@@ -53,9 +53,7 @@ pub(crate) fn build(
         Some(p) => {
             let field = "--pod-security-policy-file";
             if !p.is_absolute() {
-                return Err(
-                    Source::FLAGS.invalid(field, format!("{p:?} must be an absolute path"))
-                );
+                return Err(Source::FLAGS.invalid(field, format!("{p:?} must be an absolute path")));
             }
             let bytes = std::fs::read(p)
                 .map_err(|e| Source::FLAGS.invalid(field, format!("{}: {e}", p.display())))?;
@@ -104,7 +102,9 @@ mod tests {
         ] {
             let e = build(
                 Source::FLAGS,
-                &raw(&format!("allowedUnsafeSysctls: [net.core.somaxconn, {bad:?}]\n")),
+                &raw(&format!(
+                    "allowedUnsafeSysctls: [net.core.somaxconn, {bad:?}]\n"
+                )),
                 None,
             )
             .unwrap_err();
@@ -126,7 +126,10 @@ mod tests {
         use crate::pod::security::policy::Source as S;
         use crate::pod::security::pss::Level;
         assert_eq!(w.pod_security.level(S::File, "x"), Level::Privileged);
-        assert_eq!(w.pod_security.level(S::Api, "kube-system"), Level::Restricted);
+        assert_eq!(
+            w.pod_security.level(S::Api, "kube-system"),
+            Level::Restricted
+        );
         let bad = dir.path().join("bad.json");
         std::fs::write(&bad, "{}").unwrap();
         let e = build(Source::FLAGS, &KubeletConfiguration::default(), Some(&bad)).unwrap_err();

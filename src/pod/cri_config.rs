@@ -114,9 +114,12 @@ pub fn sandbox_config(
     let spec = pod.spec();
     let psc = spec.security_context.as_ref();
     // Admission already refused what cannot be honoured; this is the same pure check.
-    let security_context =
-        super::security::context::sandbox_security(&pod.pod, &node.security, namespace_options(spec))
-            .map_err(|message| ConfigError { message })?;
+    let security_context = super::security::context::sandbox_security(
+        &pod.pod,
+        &node.security,
+        namespace_options(spec),
+    )
+    .map_err(|message| ConfigError { message })?;
     let port_mappings = spec
         .containers
         .iter()

@@ -9,8 +9,7 @@
 use std::path::{Component, Path};
 
 use k8s_openapi::api::core::v1::{
-    AppArmorProfile, Container, Pod, PodSecurityContext, PodSpec, SeccompProfile,
-    SecurityContext,
+    AppArmorProfile, Container, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
 };
 
 use super::NodeSecurity;
@@ -30,31 +29,156 @@ pub enum Treatment {
 
 /// `(struct, field, treatment, note)`, the README's support table.
 pub const FIELD_AUDIT: &[(&str, &str, Treatment, &str)] = &[
-    ("PodSecurityContext", "appArmorProfile", Treatment::Refused, "anything but Unconfined is refused when the host has no AppArmor; mapped to the CRI when it has"),
-    ("PodSecurityContext", "fsGroup", Treatment::Mapped, "added to the supplemental groups of every container, as upstream; volume ownership is not changed (emptyDir is 0777)"),
-    ("PodSecurityContext", "fsGroupChangePolicy", Treatment::Ignored, "ironlet changes no volume ownership, so there is nothing to skip; values are validated"),
-    ("PodSecurityContext", "runAsGroup", Treatment::Mapped, "sandbox and containers"),
-    ("PodSecurityContext", "runAsNonRoot", Treatment::Mapped, "enforced by the agent against runAsUser or the image's user (ImageStatus)"),
-    ("PodSecurityContext", "runAsUser", Treatment::Mapped, "sandbox and containers"),
-    ("PodSecurityContext", "seLinuxChangePolicy", Treatment::Ignored, "only affects SELinux relabelling, and seLinuxOptions are refused; values are validated"),
-    ("PodSecurityContext", "seLinuxOptions", Treatment::Refused, "this node has no SELinux"),
-    ("PodSecurityContext", "seccompProfile", Treatment::Mapped, "RuntimeDefault, Unconfined, Localhost beneath <root-dir>/seccomp"),
-    ("PodSecurityContext", "supplementalGroups", Treatment::Mapped, "sandbox and containers"),
-    ("PodSecurityContext", "supplementalGroupsPolicy", Treatment::Mapped, "Merge always; Strict only when the runtime reports support, else refused"),
-    ("PodSecurityContext", "sysctls", Treatment::Mapped, "after the sysctl admission (safe set, allowedUnsafeSysctls, namespaced only)"),
-    ("PodSecurityContext", "windowsOptions", Treatment::Refused, "Windows identity and HostProcess cannot be given on a Linux node"),
-    ("SecurityContext", "allowPrivilegeEscalation", Treatment::Mapped, "false sets no_new_privs"),
-    ("SecurityContext", "appArmorProfile", Treatment::Refused, "as the pod field"),
-    ("SecurityContext", "capabilities", Treatment::Mapped, "add and drop"),
-    ("SecurityContext", "privileged", Treatment::Mapped, "the sandbox is made privileged too, as the CRI requires"),
-    ("SecurityContext", "procMount", Treatment::Refused, "Default is mapped; Unmasked needs hostUsers: false, which this runtime cannot give"),
-    ("SecurityContext", "readOnlyRootFilesystem", Treatment::Mapped, ""),
-    ("SecurityContext", "runAsGroup", Treatment::Mapped, "wins over the pod field"),
-    ("SecurityContext", "runAsNonRoot", Treatment::Mapped, "enforced by the agent; wins over the pod field"),
-    ("SecurityContext", "runAsUser", Treatment::Mapped, "wins over the pod field"),
-    ("SecurityContext", "seLinuxOptions", Treatment::Refused, "this node has no SELinux"),
-    ("SecurityContext", "seccompProfile", Treatment::Mapped, "wins over the pod field"),
-    ("SecurityContext", "windowsOptions", Treatment::Refused, "as the pod field"),
+    (
+        "PodSecurityContext",
+        "appArmorProfile",
+        Treatment::Refused,
+        "anything but Unconfined is refused when the host has no AppArmor; mapped to the CRI when it has",
+    ),
+    (
+        "PodSecurityContext",
+        "fsGroup",
+        Treatment::Mapped,
+        "added to the supplemental groups of every container, as upstream; volume ownership is not changed (emptyDir is 0777)",
+    ),
+    (
+        "PodSecurityContext",
+        "fsGroupChangePolicy",
+        Treatment::Ignored,
+        "ironlet changes no volume ownership, so there is nothing to skip; values are validated",
+    ),
+    (
+        "PodSecurityContext",
+        "runAsGroup",
+        Treatment::Mapped,
+        "sandbox and containers",
+    ),
+    (
+        "PodSecurityContext",
+        "runAsNonRoot",
+        Treatment::Mapped,
+        "enforced by the agent against runAsUser or the image's user (ImageStatus)",
+    ),
+    (
+        "PodSecurityContext",
+        "runAsUser",
+        Treatment::Mapped,
+        "sandbox and containers",
+    ),
+    (
+        "PodSecurityContext",
+        "seLinuxChangePolicy",
+        Treatment::Ignored,
+        "only affects SELinux relabelling, and seLinuxOptions are refused; values are validated",
+    ),
+    (
+        "PodSecurityContext",
+        "seLinuxOptions",
+        Treatment::Refused,
+        "this node has no SELinux",
+    ),
+    (
+        "PodSecurityContext",
+        "seccompProfile",
+        Treatment::Mapped,
+        "RuntimeDefault, Unconfined, Localhost beneath <root-dir>/seccomp",
+    ),
+    (
+        "PodSecurityContext",
+        "supplementalGroups",
+        Treatment::Mapped,
+        "sandbox and containers",
+    ),
+    (
+        "PodSecurityContext",
+        "supplementalGroupsPolicy",
+        Treatment::Mapped,
+        "Merge always; Strict only when the runtime reports support, else refused",
+    ),
+    (
+        "PodSecurityContext",
+        "sysctls",
+        Treatment::Mapped,
+        "after the sysctl admission (safe set, allowedUnsafeSysctls, namespaced only)",
+    ),
+    (
+        "PodSecurityContext",
+        "windowsOptions",
+        Treatment::Refused,
+        "Windows identity and HostProcess cannot be given on a Linux node",
+    ),
+    (
+        "SecurityContext",
+        "allowPrivilegeEscalation",
+        Treatment::Mapped,
+        "false sets no_new_privs",
+    ),
+    (
+        "SecurityContext",
+        "appArmorProfile",
+        Treatment::Refused,
+        "as the pod field",
+    ),
+    (
+        "SecurityContext",
+        "capabilities",
+        Treatment::Mapped,
+        "add and drop",
+    ),
+    (
+        "SecurityContext",
+        "privileged",
+        Treatment::Mapped,
+        "the sandbox is made privileged too, as the CRI requires",
+    ),
+    (
+        "SecurityContext",
+        "procMount",
+        Treatment::Refused,
+        "Default is mapped; Unmasked needs hostUsers: false, which this runtime cannot give",
+    ),
+    (
+        "SecurityContext",
+        "readOnlyRootFilesystem",
+        Treatment::Mapped,
+        "",
+    ),
+    (
+        "SecurityContext",
+        "runAsGroup",
+        Treatment::Mapped,
+        "wins over the pod field",
+    ),
+    (
+        "SecurityContext",
+        "runAsNonRoot",
+        Treatment::Mapped,
+        "enforced by the agent; wins over the pod field",
+    ),
+    (
+        "SecurityContext",
+        "runAsUser",
+        Treatment::Mapped,
+        "wins over the pod field",
+    ),
+    (
+        "SecurityContext",
+        "seLinuxOptions",
+        Treatment::Refused,
+        "this node has no SELinux",
+    ),
+    (
+        "SecurityContext",
+        "seccompProfile",
+        Treatment::Mapped,
+        "wins over the pod field",
+    ),
+    (
+        "SecurityContext",
+        "windowsOptions",
+        Treatment::Refused,
+        "as the pod field",
+    ),
 ];
 
 /// A seccomp choice, from a field, a legacy annotation, or seccompDefault.
@@ -75,7 +199,8 @@ pub enum AppArmor {
 }
 
 pub const SECCOMP_POD_ANNOTATION: &str = "seccomp.security.alpha.kubernetes.io/pod";
-pub const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str = "container.seccomp.security.alpha.kubernetes.io/";
+pub const SECCOMP_CONTAINER_ANNOTATION_PREFIX: &str =
+    "container.seccomp.security.alpha.kubernetes.io/";
 pub const APPARMOR_CONTAINER_ANNOTATION_PREFIX: &str =
     "container.apparmor.security.beta.kubernetes.io/";
 
@@ -225,7 +350,11 @@ pub fn container_seccomp(pod: &Pod, c: &Container) -> Result<Option<Seccomp>, St
 
 /// What the container runs with: its own choice, else the pod's, else RuntimeDefault when
 /// seccompDefault is on, else Unconfined (upstream's order).
-pub fn effective_seccomp(pod: &Pod, c: &Container, seccomp_default: bool) -> Result<Seccomp, String> {
+pub fn effective_seccomp(
+    pod: &Pod,
+    c: &Container,
+    seccomp_default: bool,
+) -> Result<Seccomp, String> {
     Ok(match (container_seccomp(pod, c)?, pod_seccomp(pod)?) {
         (Some(s), _) | (None, Some(s)) => s,
         (None, None) if seccomp_default => Seccomp::RuntimeDefault,
@@ -305,10 +434,9 @@ pub fn refuse_unsupported(pod: &Pod, node: &NodeSecurity) -> Result<(), Refusal>
                 node.runtime
             )
         };
-        return Err(format!(
-            "spec.hostUsers: false (user namespaces) cannot be honoured: {why}"
-        )
-        .into());
+        return Err(
+            format!("spec.hostUsers: false (user namespaces) cannot be honoured: {why}").into(),
+        );
     }
     if let Some(psc) = &spec.security_context {
         pod_context(psc, node)?;
@@ -332,10 +460,7 @@ pub fn refuse_unsupported(pod: &Pod, node: &NodeSecurity) -> Result<(), Refusal>
             if let Some(name) = key.strip_prefix(prefix)
                 && !all_containers(spec).any(|(_, c)| c.name == name)
             {
-                return Err(format!(
-                    "annotation {key}: the pod has no container {name:?}"
-                )
-                .into());
+                return Err(format!("annotation {key}: the pod has no container {name:?}").into());
             }
         }
     }
@@ -382,7 +507,10 @@ fn pod_context(psc: &PodSecurityContext, node: &NodeSecurity) -> Result<(), Stri
         ));
     }
     if se_linux_options.is_some() {
-        return Err("spec.securityContext.seLinuxOptions: cannot be honoured: this node has no SELinux".into());
+        return Err(
+            "spec.securityContext.seLinuxOptions: cannot be honoured: this node has no SELinux"
+                .into(),
+        );
     }
     match supplemental_groups_policy.as_deref() {
         None | Some("Merge") => {}
@@ -400,7 +528,9 @@ fn pod_context(psc: &PodSecurityContext, node: &NodeSecurity) -> Result<(), Stri
         }
     }
     if windows_options.is_some() {
-        return Err("spec.securityContext.windowsOptions: cannot be honoured on a Linux node".into());
+        return Err(
+            "spec.securityContext.windowsOptions: cannot be honoured on a Linux node".into(),
+        );
     }
     Ok(())
 }
@@ -678,6 +808,7 @@ mod tests {
         NodeSecurity {
             seccomp_root: "/var/lib/kubelet/seccomp".into(),
             runtime: "containerd 1.6.20".into(),
+            seccomp_default: false,
             ..NodeSecurity::default()
         }
     }
@@ -727,7 +858,10 @@ mod tests {
         };
         for (name, json) in [
             ("SecurityContext", serde_json::to_value(&full_sc).unwrap()),
-            ("PodSecurityContext", serde_json::to_value(&full_psc).unwrap()),
+            (
+                "PodSecurityContext",
+                serde_json::to_value(&full_psc).unwrap(),
+            ),
         ] {
             let table: BTreeSet<String> = FIELD_AUDIT
                 .iter()
@@ -752,7 +886,10 @@ mod tests {
         );
         let c = &p.spec.as_ref().unwrap().containers;
         assert_eq!(effective_seccomp(&p, &c[0], true), Ok(Seccomp::Unconfined));
-        assert_eq!(effective_seccomp(&p, &c[1], false), Ok(Seccomp::RuntimeDefault));
+        assert_eq!(
+            effective_seccomp(&p, &c[1], false),
+            Ok(Seccomp::RuntimeDefault)
+        );
         let p = one("spec:\n  containers:\n  - {name: a, image: i}\n");
         let c = &p.spec.as_ref().unwrap().containers[0];
         assert_eq!(effective_seccomp(&p, c, true), Ok(Seccomp::RuntimeDefault));
@@ -807,42 +944,109 @@ mod tests {
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    seccomp.security.alpha.kubernetes.io/pod: runtime/default\n    container.seccomp.security.alpha.kubernetes.io/b: unconfined\nspec:\n  containers:\n  - {name: a, image: i}\n  - {name: b, image: i}\n",
         );
         let c = &p.spec.as_ref().unwrap().containers;
-        assert_eq!(effective_seccomp(&p, &c[0], false), Ok(Seccomp::RuntimeDefault));
+        assert_eq!(
+            effective_seccomp(&p, &c[0], false),
+            Ok(Seccomp::RuntimeDefault)
+        );
         assert_eq!(effective_seccomp(&p, &c[1], true), Ok(Seccomp::Unconfined));
         let p = pod(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    seccomp.security.alpha.kubernetes.io/pod: unconfined\nspec:\n  securityContext: {seccompProfile: {type: RuntimeDefault}}\n  containers:\n  - {name: a, image: i}\n",
         );
-        assert!(refuse_unsupported(&p, &node()).unwrap_err().to_string().contains("disagree"));
+        assert!(
+            refuse_unsupported(&p, &node())
+                .unwrap_err()
+                .to_string()
+                .contains("disagree")
+        );
         let p = pod(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    container.apparmor.security.beta.kubernetes.io/a: localhost/my-profile\nspec:\n  containers:\n  - {name: a, image: i}\n",
         );
         let e = refuse_unsupported(&p, &node()).unwrap_err().to_string();
-        assert!(e.contains("AppArmor") && e.contains("not enabled on this host"), "{e}");
+        assert!(
+            e.contains("AppArmor") && e.contains("not enabled on this host"),
+            "{e}"
+        );
         let with = NodeSecurity {
             host_apparmor: true,
             ..node()
         };
         assert_eq!(refuse_unsupported(&p, &with), Ok(()));
-        let sc = container_security(&p, &p.spec.as_ref().unwrap().containers[0], &with, Default::default()).unwrap();
+        let sc = container_security(
+            &p,
+            &p.spec.as_ref().unwrap().containers[0],
+            &with,
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(sc.apparmor.unwrap().localhost_ref, "my-profile");
         let p = pod(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    container.apparmor.security.beta.kubernetes.io/typo: unconfined\nspec:\n  containers:\n  - {name: a, image: i}\n",
         );
-        assert!(refuse_unsupported(&p, &node()).unwrap_err().to_string().contains("no container \"typo\""));
+        assert!(
+            refuse_unsupported(&p, &node())
+                .unwrap_err()
+                .to_string()
+                .contains("no container \"typo\"")
+        );
     }
 
     #[test]
     fn unsupported_fields_are_refused_by_name() {
         let cases = [
-            ("  hostUsers: false\n", "", "spec.hostUsers: false", "containerd 1.6.20"),
-            ("  securityContext: {seLinuxOptions: {type: spc_t}}\n", "", "spec.securityContext.seLinuxOptions", "no SELinux"),
-            ("", "    securityContext: {seLinuxOptions: {level: 's0:c1'}}\n", "spec.containers[0].securityContext.seLinuxOptions", "no SELinux"),
-            ("", "    securityContext: {appArmorProfile: {type: Localhost, localhostProfile: x}}\n", "appArmorProfile", "AppArmor is not enabled"),
-            ("  securityContext: {appArmorProfile: {type: RuntimeDefault}}\n", "", "appArmorProfile", "AppArmor is not enabled"),
-            ("", "    securityContext: {procMount: Unmasked}\n", "spec.containers[0].securityContext.procMount", "hostUsers: false"),
-            ("", "    securityContext: {windowsOptions: {hostProcess: true}}\n", "spec.containers[0].securityContext.windowsOptions", "Linux"),
-            ("  securityContext: {supplementalGroupsPolicy: Strict}\n", "", "supplementalGroupsPolicy", "containerd 1.6.20"),
-            ("", "    securityContext: {privileged: true, allowPrivilegeEscalation: false}\n", "allowPrivilegeEscalation to false and privileged", ""),
+            (
+                "  hostUsers: false\n",
+                "",
+                "spec.hostUsers: false",
+                "containerd 1.6.20",
+            ),
+            (
+                "  securityContext: {seLinuxOptions: {type: spc_t}}\n",
+                "",
+                "spec.securityContext.seLinuxOptions",
+                "no SELinux",
+            ),
+            (
+                "",
+                "    securityContext: {seLinuxOptions: {level: 's0:c1'}}\n",
+                "spec.containers[0].securityContext.seLinuxOptions",
+                "no SELinux",
+            ),
+            (
+                "",
+                "    securityContext: {appArmorProfile: {type: Localhost, localhostProfile: x}}\n",
+                "appArmorProfile",
+                "AppArmor is not enabled",
+            ),
+            (
+                "  securityContext: {appArmorProfile: {type: RuntimeDefault}}\n",
+                "",
+                "appArmorProfile",
+                "AppArmor is not enabled",
+            ),
+            (
+                "",
+                "    securityContext: {procMount: Unmasked}\n",
+                "spec.containers[0].securityContext.procMount",
+                "hostUsers: false",
+            ),
+            (
+                "",
+                "    securityContext: {windowsOptions: {hostProcess: true}}\n",
+                "spec.containers[0].securityContext.windowsOptions",
+                "Linux",
+            ),
+            (
+                "  securityContext: {supplementalGroupsPolicy: Strict}\n",
+                "",
+                "supplementalGroupsPolicy",
+                "containerd 1.6.20",
+            ),
+            (
+                "",
+                "    securityContext: {privileged: true, allowPrivilegeEscalation: false}\n",
+                "allowPrivilegeEscalation to false and privileged",
+                "",
+            ),
         ];
         for (pod_part, container_part, field, why) in cases {
             let p = one(&format!(
@@ -873,7 +1077,11 @@ mod tests {
         let s = sandbox_security(&p, &node(), Default::default()).unwrap();
         assert!(s.privileged);
         let p = one("spec:\n  containers:\n  - {name: a, image: i}\n");
-        assert!(!sandbox_security(&p, &node(), Default::default()).unwrap().privileged);
+        assert!(
+            !sandbox_security(&p, &node(), Default::default())
+                .unwrap()
+                .privileged
+        );
     }
 
     #[test]

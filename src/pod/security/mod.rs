@@ -106,12 +106,16 @@ fn admit_sysctls(pod: &Pod, node: &NodeSecurity) -> Result<(), Rejection> {
         .into_iter()
         .flatten()
     {
-        sysctl::check(&s.name, &node.allowed_unsafe_sysctls, host_network, host_ipc).map_err(
-            |e| Rejection {
-                reason: sysctl::FORBIDDEN_REASON,
-                message: format!("forbidden sysctl: {e}"),
-            },
-        )?;
+        sysctl::check(
+            &s.name,
+            &node.allowed_unsafe_sysctls,
+            host_network,
+            host_ipc,
+        )
+        .map_err(|e| Rejection {
+            reason: sysctl::FORBIDDEN_REASON,
+            message: format!("forbidden sysctl: {e}"),
+        })?;
     }
     Ok(())
 }
@@ -139,7 +143,10 @@ mod tests {
         );
         let r = admit(&p, policy::Source::File, &node).unwrap_err();
         assert_eq!(r.reason, "SysctlForbidden");
-        assert_eq!(r.message, "forbidden sysctl: \"kernel.msgmax\" not allowlisted");
+        assert_eq!(
+            r.message,
+            "forbidden sysctl: \"kernel.msgmax\" not allowlisted"
+        );
         let allowing = NodeSecurity {
             allowed_unsafe_sysctls: vec![SysctlPattern::parse("kernel.msg*").unwrap()],
             ..NodeSecurity::default()
@@ -147,7 +154,12 @@ mod tests {
         // Allowed on the node, still not baseline: Pod Security names it.
         let r = admit(&p, policy::Source::File, &allowing).unwrap_err();
         assert_eq!(r.reason, "PodSecurity");
-        assert!(r.message.contains("sysctls (forbidden sysctls \"kernel.msgmax\")"), "{}", r.message);
+        assert!(
+            r.message
+                .contains("sysctls (forbidden sysctls \"kernel.msgmax\")"),
+            "{}",
+            r.message
+        );
 
         let p = pod(
             "default",
@@ -155,8 +167,17 @@ mod tests {
         );
         let r = admit(&p, policy::Source::Api, &node).unwrap_err();
         assert_eq!(r.reason, "PodSecurity");
-        assert!(r.message.contains("privileged (container \"a\""), "{}", r.message);
-        assert!(r.message.contains("level baseline for API pods in namespace \"default\""), "{}", r.message);
+        assert!(
+            r.message.contains("privileged (container \"a\""),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message
+                .contains("level baseline for API pods in namespace \"default\""),
+            "{}",
+            r.message
+        );
         // kube-system API pods are privileged by the compiled-in policy; static ones are not.
         let p = pod(
             "kube-system",
@@ -165,12 +186,21 @@ mod tests {
         assert_eq!(admit(&p, policy::Source::Api, &node), Ok(()));
         assert!(admit(&p, policy::Source::File, &node).is_err());
 
-        let p = pod("default", "  hostUsers: false\n  containers:\n  - {name: a, image: i}\n");
-        assert_eq!(admit(&p, policy::Source::File, &node).unwrap_err().reason, "UnsupportedPodSpec");
+        let p = pod(
+            "default",
+            "  hostUsers: false\n  containers:\n  - {name: a, image: i}\n",
+        );
+        assert_eq!(
+            admit(&p, policy::Source::File, &node).unwrap_err().reason,
+            "UnsupportedPodSpec"
+        );
         let p = pod(
             "default",
             "  containers:\n  - name: a\n    image: i\n    securityContext: {appArmorProfile: {type: RuntimeDefault}}\n",
         );
-        assert_eq!(admit(&p, policy::Source::File, &node).unwrap_err().reason, "AppArmor");
+        assert_eq!(
+            admit(&p, policy::Source::File, &node).unwrap_err().reason,
+            "AppArmor"
+        );
     }
 }

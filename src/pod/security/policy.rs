@@ -90,18 +90,19 @@ impl PodSecurityPolicy {
     /// should it ever, every pod gets `restricted`, never less.
     pub fn builtin() -> PodSecurityPolicy {
         Self::parse(DEFAULT_POLICY.as_bytes()).unwrap_or_else(|_| PodSecurityPolicy {
-            defaults: [(Source::File, Level::Restricted), (Source::Api, Level::Restricted)]
-                .into_iter()
-                .collect(),
+            defaults: [
+                (Source::File, Level::Restricted),
+                (Source::Api, Level::Restricted),
+            ]
+            .into_iter()
+            .collect(),
             namespaces: BTreeMap::new(),
         })
     }
 
     pub fn parse(bytes: &[u8]) -> Result<PodSecurityPolicy, PolicyError> {
         if bytes.len() > MAX_POLICY_BYTES {
-            return Err(PolicyError(format!(
-                "larger than {MAX_POLICY_BYTES} bytes"
-            )));
+            return Err(PolicyError(format!("larger than {MAX_POLICY_BYTES} bytes")));
         }
         let raw: RawPolicy =
             serde_json::from_slice(bytes).map_err(|e| PolicyError(e.to_string()))?;
@@ -112,7 +113,9 @@ impl PodSecurityPolicy {
             )));
         }
         if raw.reason.trim().is_empty() {
-            return Err(PolicyError("reason: must say why this policy exists".into()));
+            return Err(PolicyError(
+                "reason: must say why this policy exists".into(),
+            ));
         }
         let mut defaults = BTreeMap::new();
         for (i, s) in raw.sources.iter().enumerate() {
@@ -227,15 +230,66 @@ mod tests {
     #[test]
     fn bad_policies_are_refused_naming_the_problem() {
         let cases = [
-            (policy(r#"{"source":"file","level":"baseline","reason":"r"}"#, ""), "no level for API pods"),
-            (policy(&format!("{BOTH},{}", r#"{"source":"api","level":"privileged","reason":"r"}"#), ""), "second entry"),
-            (policy(r#"{"source":"file","level":"baseline","reason":" "},{"source":"api","level":"baseline","reason":"r"}"#, ""), "reason"),
-            (policy(r#"{"source":"file","level":"lenient","reason":"r"},{"source":"api","level":"baseline","reason":"r"}"#, ""), "unknown variant"),
-            (policy(r#"{"source":"url","level":"baseline","reason":"r"}"#, ""), "unknown variant"),
-            (policy(BOTH, r#"{"source":"api","namespace":"Bad_NS","level":"privileged","reason":"r"}"#), "namespaces[0].namespace"),
-            (policy(BOTH, r#"{"source":"api","namespace":"a","level":"privileged"}"#), "missing field `reason`"),
-            (policy(BOTH, r#"{"source":"api","namespace":"a","level":"privileged","reason":"r","exempt":true}"#), "unknown field"),
-            (policy(BOTH, r#"{"source":"api","namespace":"a","level":"privileged","reason":"r"},{"source":"api","namespace":"a","level":"baseline","reason":"r"}"#), "second entry"),
+            (
+                policy(r#"{"source":"file","level":"baseline","reason":"r"}"#, ""),
+                "no level for API pods",
+            ),
+            (
+                policy(
+                    &format!(
+                        "{BOTH},{}",
+                        r#"{"source":"api","level":"privileged","reason":"r"}"#
+                    ),
+                    "",
+                ),
+                "second entry",
+            ),
+            (
+                policy(
+                    r#"{"source":"file","level":"baseline","reason":" "},{"source":"api","level":"baseline","reason":"r"}"#,
+                    "",
+                ),
+                "reason",
+            ),
+            (
+                policy(
+                    r#"{"source":"file","level":"lenient","reason":"r"},{"source":"api","level":"baseline","reason":"r"}"#,
+                    "",
+                ),
+                "unknown variant",
+            ),
+            (
+                policy(r#"{"source":"url","level":"baseline","reason":"r"}"#, ""),
+                "unknown variant",
+            ),
+            (
+                policy(
+                    BOTH,
+                    r#"{"source":"api","namespace":"Bad_NS","level":"privileged","reason":"r"}"#,
+                ),
+                "namespaces[0].namespace",
+            ),
+            (
+                policy(
+                    BOTH,
+                    r#"{"source":"api","namespace":"a","level":"privileged"}"#,
+                ),
+                "missing field `reason`",
+            ),
+            (
+                policy(
+                    BOTH,
+                    r#"{"source":"api","namespace":"a","level":"privileged","reason":"r","exempt":true}"#,
+                ),
+                "unknown field",
+            ),
+            (
+                policy(
+                    BOTH,
+                    r#"{"source":"api","namespace":"a","level":"privileged","reason":"r"},{"source":"api","namespace":"a","level":"baseline","reason":"r"}"#,
+                ),
+                "second entry",
+            ),
         ];
         for (r, want) in cases {
             let e = r.unwrap_err().to_string();

@@ -7,7 +7,10 @@
 use k8s_openapi::api::core::v1::{ContainerPort, Pod, PodSpec, SecurityContext};
 use serde::Deserialize;
 
-use super::context::{APPARMOR_CONTAINER_ANNOTATION_PREFIX, SECCOMP_CONTAINER_ANNOTATION_PREFIX, SECCOMP_POD_ANNOTATION};
+use super::context::{
+    APPARMOR_CONTAINER_ANNOTATION_PREFIX, SECCOMP_CONTAINER_ANNOTATION_PREFIX,
+    SECCOMP_POD_ANNOTATION,
+};
 use super::sysctl::SAFE_SYSCTLS;
 
 /// The version of the standards these checks implement.
@@ -83,7 +86,10 @@ pub fn evaluate(level: Level, pod: &Pod) -> Vec<Violation> {
             continue;
         }
         if let Some(detail) = check(pod, spec, &cs) {
-            out.push(Violation { check: name, detail });
+            out.push(Violation {
+                check: name,
+                detail,
+            });
         }
     }
     if level == Level::Restricted {
@@ -97,7 +103,10 @@ pub fn evaluate(level: Level, pod: &Pod) -> Vec<Violation> {
         ];
         for (name, check) in checks {
             if let Some(detail) = check(pod, spec, &cs) {
-                out.push(Violation { check: name, detail });
+                out.push(Violation {
+                    check: name,
+                    detail,
+                });
             }
         }
     }
@@ -126,7 +135,12 @@ struct C<'a> {
 
 fn containers(spec: &PodSpec) -> Vec<C<'_>> {
     let mut v: Vec<C<'_>> = Vec::new();
-    for c in spec.init_containers.iter().flatten().chain(&spec.containers) {
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
         v.push(C {
             name: &c.name,
             sc: c.security_context.as_ref(),
@@ -179,8 +193,16 @@ fn host_process(_: &Pod, spec: &PodSpec, cs: &[C<'_>]) -> Option<String> {
             .and_then(|w| w.host_process)
             == Some(true)
     });
-    match (pod, containers_must(&bad, "must not set securityContext.windowsOptions.hostProcess=true")) {
-        (true, None) => Some("pod must not set securityContext.windowsOptions.hostProcess=true".into()),
+    match (
+        pod,
+        containers_must(
+            &bad,
+            "must not set securityContext.windowsOptions.hostProcess=true",
+        ),
+    ) {
+        (true, None) => {
+            Some("pod must not set securityContext.windowsOptions.hostProcess=true".into())
+        }
         (true, Some(c)) => Some(format!("pod and {c}")),
         (false, c) => c,
     }
@@ -243,7 +265,10 @@ fn capabilities_baseline(_: &Pod, _: &PodSpec, cs: &[C<'_>]) -> Option<String> {
     }
     containers_must(
         &bad,
-        &format!("must not include {} in securityContext.capabilities.add", quoted(&bad_caps)),
+        &format!(
+            "must not include {} in securityContext.capabilities.add",
+            quoted(&bad_caps)
+        ),
     )
 }
 
@@ -263,7 +288,9 @@ fn host_path_volumes(_: &Pod, spec: &PodSpec, _: &[C<'_>]) -> Option<String> {
 }
 
 fn host_ports(_: &Pod, _: &PodSpec, cs: &[C<'_>]) -> Option<String> {
-    let bad = failing(cs, |c| c.ports.iter().any(|p| p.host_port.unwrap_or(0) != 0));
+    let bad = failing(cs, |c| {
+        c.ports.iter().any(|p| p.host_port.unwrap_or(0) != 0)
+    });
     containers_must(&bad, "must not set hostPort")
 }
 
@@ -285,7 +312,10 @@ fn app_armor(pod: &Pod, spec: &PodSpec, cs: &[C<'_>]) -> Option<String> {
     if let Some(p) = psc(spec).and_then(|s| s.app_armor_profile.as_ref())
         && !field_ok(&p.type_)
     {
-        bad.push(format!("pod securityContext.appArmorProfile.type={:?}", p.type_));
+        bad.push(format!(
+            "pod securityContext.appArmorProfile.type={:?}",
+            p.type_
+        ));
     }
     for c in cs {
         if let Some(p) = c.sc.and_then(|s| s.app_armor_profile.as_ref())
@@ -334,13 +364,17 @@ fn proc_mount(_: &Pod, _: &PodSpec, cs: &[C<'_>]) -> Option<String> {
         c.sc.and_then(|s| s.proc_mount.as_deref())
             .is_some_and(|p| p != "Default")
     });
-    containers_must(&bad, "must not set securityContext.procMount other than Default")
+    containers_must(
+        &bad,
+        "must not set securityContext.procMount other than Default",
+    )
 }
 
 fn seccomp_unconfined_annotations(pod: &Pod) -> Vec<String> {
     annotations(pod)
         .filter(|(k, v)| {
-            (k.as_str() == SECCOMP_POD_ANNOTATION || k.starts_with(SECCOMP_CONTAINER_ANNOTATION_PREFIX))
+            (k.as_str() == SECCOMP_POD_ANNOTATION
+                || k.starts_with(SECCOMP_CONTAINER_ANNOTATION_PREFIX))
                 && v.as_str() == "unconfined"
         })
         .map(|(k, v)| format!("{k}={v:?}"))
@@ -400,7 +434,10 @@ fn volume_types(_: &Pod, spec: &PodSpec, _: &[C<'_>]) -> Option<String> {
         };
         for k in m.keys().filter(|k| k.as_str() != "name") {
             if !RESTRICTED_VOLUMES.contains(&k.as_str()) {
-                bad.push(format!("volume {:?} uses restricted volume type {k:?}", v.name));
+                bad.push(format!(
+                    "volume {:?} uses restricted volume type {k:?}",
+                    v.name
+                ));
             }
         }
     }
@@ -411,8 +448,13 @@ fn allow_privilege_escalation(_: &Pod, spec: &PodSpec, cs: &[C<'_>]) -> Option<S
     if is_windows(spec) {
         return None;
     }
-    let bad = failing(cs, |c| c.sc.and_then(|s| s.allow_privilege_escalation) != Some(false));
-    containers_must(&bad, "must set securityContext.allowPrivilegeEscalation=false")
+    let bad = failing(cs, |c| {
+        c.sc.and_then(|s| s.allow_privilege_escalation) != Some(false)
+    });
+    containers_must(
+        &bad,
+        "must set securityContext.allowPrivilegeEscalation=false",
+    )
 }
 
 fn run_as_non_root(_: &Pod, spec: &PodSpec, cs: &[C<'_>]) -> Option<String> {
@@ -422,7 +464,10 @@ fn run_as_non_root(_: &Pod, spec: &PodSpec, cs: &[C<'_>]) -> Option<String> {
     }
     let explicit_false = failing(cs, |c| c.sc.and_then(|s| s.run_as_non_root) == Some(false));
     if !explicit_false.is_empty() {
-        return containers_must(&explicit_false, "must not set securityContext.runAsNonRoot=false");
+        return containers_must(
+            &explicit_false,
+            "must not set securityContext.runAsNonRoot=false",
+        );
     }
     if pod == Some(true) {
         return None;
@@ -488,10 +533,15 @@ fn capabilities_restricted(_: &Pod, spec: &PodSpec, cs: &[C<'_>]) -> Option<Stri
             .and_then(|c| c.drop.as_ref())
             .is_some_and(|d| d.iter().any(|x| x == "ALL"))
     });
-    if let Some(m) = containers_must(&no_drop_all, "must set securityContext.capabilities.drop=[\"ALL\"]") {
+    if let Some(m) = containers_must(
+        &no_drop_all,
+        "must set securityContext.capabilities.drop=[\"ALL\"]",
+    ) {
         parts.push(m);
     }
-    let adds = failing(cs, |c| added_caps(c).iter().any(|a| a != "NET_BIND_SERVICE"));
+    let adds = failing(cs, |c| {
+        added_caps(c).iter().any(|a| a != "NET_BIND_SERVICE")
+    });
     if let Some(m) = containers_must(
         &adds,
         "must not include capabilities other than \"NET_BIND_SERVICE\" in securityContext.capabilities.add",
@@ -506,8 +556,10 @@ mod tests {
     use super::*;
 
     fn pod(body: &str) -> Pod {
-        serde_saphyr::from_str(&format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n{body}"))
-            .unwrap()
+        serde_saphyr::from_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n{body}"
+        ))
+        .unwrap()
     }
 
     /// A pod that passes restricted: the good case every other case starts from.
@@ -536,30 +588,77 @@ mod tests {
 
     #[test]
     fn baseline_checks_one_by_one() {
-        let c = |sc: &str| format!("spec:\n  containers:\n  - name: a\n    image: i\n    securityContext: {sc}\n");
-        check_case(&c("{windowsOptions: {hostProcess: true}}"), &["hostProcess"]);
-        check_case("spec:\n  hostNetwork: true\n  hostPID: true\n  containers:\n  - {name: a, image: i}\n", &["host namespaces"]);
-        check_case("spec:\n  hostIPC: true\n  containers:\n  - {name: a, image: i}\n", &["host namespaces"]);
+        let c = |sc: &str| {
+            format!("spec:\n  containers:\n  - name: a\n    image: i\n    securityContext: {sc}\n")
+        };
+        check_case(
+            &c("{windowsOptions: {hostProcess: true}}"),
+            &["hostProcess"],
+        );
+        check_case(
+            "spec:\n  hostNetwork: true\n  hostPID: true\n  containers:\n  - {name: a, image: i}\n",
+            &["host namespaces"],
+        );
+        check_case(
+            "spec:\n  hostIPC: true\n  containers:\n  - {name: a, image: i}\n",
+            &["host namespaces"],
+        );
         check_case(&c("{privileged: true}"), &["privileged"]);
         check_case(&c("{capabilities: {add: [NET_ADMIN]}}"), &["capabilities"]);
-        check_case(&c("{capabilities: {add: [CHOWN, KILL, NET_BIND_SERVICE]}}"), &[]);
-        check_case("spec:\n  volumes:\n  - {name: h, hostPath: {path: /etc}}\n  containers:\n  - {name: a, image: i}\n", &["hostPath volumes"]);
-        check_case("spec:\n  containers:\n  - name: a\n    image: i\n    ports: [{containerPort: 80, hostPort: 8080}]\n", &["host ports"]);
-        check_case("spec:\n  containers:\n  - name: a\n    image: i\n    ports: [{containerPort: 80}]\n", &[]);
+        check_case(
+            &c("{capabilities: {add: [CHOWN, KILL, NET_BIND_SERVICE]}}"),
+            &[],
+        );
+        check_case(
+            "spec:\n  volumes:\n  - {name: h, hostPath: {path: /etc}}\n  containers:\n  - {name: a, image: i}\n",
+            &["hostPath volumes"],
+        );
+        check_case(
+            "spec:\n  containers:\n  - name: a\n    image: i\n    ports: [{containerPort: 80, hostPort: 8080}]\n",
+            &["host ports"],
+        );
+        check_case(
+            "spec:\n  containers:\n  - name: a\n    image: i\n    ports: [{containerPort: 80}]\n",
+            &[],
+        );
         check_case(&c("{appArmorProfile: {type: Unconfined}}"), &["AppArmor"]);
         check_case(&c("{appArmorProfile: {type: RuntimeDefault}}"), &[]);
-        check_case("  annotations: {container.apparmor.security.beta.kubernetes.io/a: unconfined}\nspec:\n  containers:\n  - {name: a, image: i}\n", &["AppArmor"]);
+        check_case(
+            "  annotations: {container.apparmor.security.beta.kubernetes.io/a: unconfined}\nspec:\n  containers:\n  - {name: a, image: i}\n",
+            &["AppArmor"],
+        );
         check_case(&c("{seLinuxOptions: {type: spc_t}}"), &["SELinux"]);
         check_case(&c("{seLinuxOptions: {user: root}}"), &["SELinux"]);
-        check_case(&c("{seLinuxOptions: {type: container_t, level: 's0:c1,c2'}}"), &[]);
+        check_case(
+            &c("{seLinuxOptions: {type: container_t, level: 's0:c1,c2'}}"),
+            &[],
+        );
         check_case(&c("{procMount: Unmasked}"), &["procMount"]);
-        check_case(&c("{seccompProfile: {type: Unconfined}}"), &["seccompProfile"]);
-        check_case("spec:\n  securityContext: {seccompProfile: {type: Unconfined}}\n  containers:\n  - {name: a, image: i}\n", &["seccompProfile"]);
-        check_case("  annotations: {seccomp.security.alpha.kubernetes.io/pod: unconfined}\nspec:\n  containers:\n  - {name: a, image: i}\n", &["seccompProfile"]);
-        check_case("spec:\n  securityContext: {sysctls: [{name: kernel.msgmax, value: '1'}]}\n  containers:\n  - {name: a, image: i}\n", &["sysctls"]);
-        check_case("spec:\n  securityContext: {sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: '0'}]}\n  containers:\n  - {name: a, image: i}\n", &[]);
+        check_case(
+            &c("{seccompProfile: {type: Unconfined}}"),
+            &["seccompProfile"],
+        );
+        check_case(
+            "spec:\n  securityContext: {seccompProfile: {type: Unconfined}}\n  containers:\n  - {name: a, image: i}\n",
+            &["seccompProfile"],
+        );
+        check_case(
+            "  annotations: {seccomp.security.alpha.kubernetes.io/pod: unconfined}\nspec:\n  containers:\n  - {name: a, image: i}\n",
+            &["seccompProfile"],
+        );
+        check_case(
+            "spec:\n  securityContext: {sysctls: [{name: kernel.msgmax, value: '1'}]}\n  containers:\n  - {name: a, image: i}\n",
+            &["sysctls"],
+        );
+        check_case(
+            "spec:\n  securityContext: {sysctls: [{name: net.ipv4.ip_unprivileged_port_start, value: '0'}]}\n  containers:\n  - {name: a, image: i}\n",
+            &[],
+        );
         // Init containers are checked too.
-        check_case("spec:\n  initContainers:\n  - name: i\n    image: i\n    securityContext: {privileged: true}\n  containers:\n  - {name: a, image: i}\n", &["privileged"]);
+        check_case(
+            "spec:\n  initContainers:\n  - name: i\n    image: i\n    securityContext: {privileged: true}\n  containers:\n  - {name: a, image: i}\n",
+            &["privileged"],
+        );
     }
 
     #[test]
@@ -567,19 +666,40 @@ mod tests {
         let plain = pod("spec:\n  containers:\n  - {name: a, image: i}\n");
         assert_eq!(
             names(Level::Restricted, &plain),
-            ["allowPrivilegeEscalation", "runAsNonRoot", "seccompProfile", "capabilities"]
+            [
+                "allowPrivilegeEscalation",
+                "runAsNonRoot",
+                "seccompProfile",
+                "capabilities"
+            ]
         );
         let swap = |from: &str, to: &str| {
             assert!(RESTRICTED_OK.contains(from), "{from}");
             pod(&RESTRICTED_OK.replace(from, to))
         };
         let cases: &[(&str, &str, &str)] = &[
-            ("{name: d, emptyDir: {}}", "{name: d, hostPath: {path: /x}}", "volume types"),
-            ("{name: d, emptyDir: {}}", "{name: d, nfs: {server: s, path: /x}}", "volume types"),
-            ("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", "allowPrivilegeEscalation"),
+            (
+                "{name: d, emptyDir: {}}",
+                "{name: d, hostPath: {path: /x}}",
+                "volume types",
+            ),
+            (
+                "{name: d, emptyDir: {}}",
+                "{name: d, nfs: {server: s, path: /x}}",
+                "volume types",
+            ),
+            (
+                "allowPrivilegeEscalation: false",
+                "allowPrivilegeEscalation: true",
+                "allowPrivilegeEscalation",
+            ),
             ("runAsNonRoot: true", "runAsNonRoot: false", "runAsNonRoot"),
             ("runAsNonRoot: true", "runAsUser: 0", "runAsUser"),
-            ("seccompProfile: {type: RuntimeDefault}", "seccompProfile: {type: Unconfined}", "seccompProfile"),
+            (
+                "seccompProfile: {type: RuntimeDefault}",
+                "seccompProfile: {type: Unconfined}",
+                "seccompProfile",
+            ),
             ("drop: [ALL]", "drop: [NET_RAW]", "capabilities"),
             ("add: [NET_BIND_SERVICE]", "add: [CHOWN]", "capabilities"),
         ];
@@ -588,16 +708,26 @@ mod tests {
             assert!(got.contains(want), "{to}: {got:?}");
         }
         // Setting it on every container instead of the pod is as good.
-        let p = pod("spec:\n  containers:\n  - name: a\n    image: i\n    securityContext: {runAsNonRoot: true, seccompProfile: {type: Localhost, localhostProfile: p.json}, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n");
-        assert!(evaluate(Level::Restricted, &p).is_empty(), "{:?}", evaluate(Level::Restricted, &p));
+        let p = pod(
+            "spec:\n  containers:\n  - name: a\n    image: i\n    securityContext: {runAsNonRoot: true, seccompProfile: {type: Localhost, localhostProfile: p.json}, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n",
+        );
+        assert!(
+            evaluate(Level::Restricted, &p).is_empty(),
+            "{:?}",
+            evaluate(Level::Restricted, &p)
+        );
         // Windows pods are exempt from the Linux-only restricted checks.
-        let w = pod("spec:\n  os: {name: windows}\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - {name: a, image: i}\n");
+        let w = pod(
+            "spec:\n  os: {name: windows}\n  securityContext: {runAsNonRoot: true}\n  containers:\n  - {name: a, image: i}\n",
+        );
         assert!(evaluate(Level::Restricted, &w).is_empty());
     }
 
     #[test]
     fn the_message_names_each_check_as_upstream_does() {
-        let p = pod("spec:\n  hostPID: true\n  volumes:\n  - {name: h, hostPath: {path: /}}\n  containers:\n  - name: a\n    image: i\n    securityContext: {privileged: true}\n");
+        let p = pod(
+            "spec:\n  hostPID: true\n  volumes:\n  - {name: h, hostPath: {path: /}}\n  containers:\n  - name: a\n    image: i\n    securityContext: {privileged: true}\n",
+        );
         let v = evaluate(Level::Baseline, &p);
         assert_eq!(
             message(Level::Baseline, &v),

@@ -81,7 +81,8 @@ fn valid_segment(s: &str) -> bool {
     !b.is_empty()
         && alnum(b[0])
         && alnum(b[b.len() - 1])
-        && b.iter().all(|&c| alnum(c) || c == b'-' || c == b'_' || c == b'/')
+        && b.iter()
+            .all(|&c| alnum(c) || c == b'-' || c == b'_' || c == b'/')
 }
 
 /// A sysctl name as upstream validates it: dotted segments of `[a-z0-9]([-_a-z0-9/]*[a-z0-9])?`.
@@ -217,7 +218,13 @@ mod tests {
             SysctlPattern::parse("kernel/msgmax"),
             Ok(SysctlPattern::Exact("kernel.msgmax".into()))
         );
-        for node_level in ["kernel.panic", "vm.*", "vm.swappiness", "kernel.*", "fs.file-max"] {
+        for node_level in [
+            "kernel.panic",
+            "vm.*",
+            "vm.swappiness",
+            "kernel.*",
+            "fs.file-max",
+        ] {
             assert!(
                 matches!(
                     SysctlPattern::parse(node_level),
@@ -226,7 +233,16 @@ mod tests {
                 "{node_level}"
             );
         }
-        for bad in ["", "*", "net..x", "Net.core", "net.core.*x", "a*b", ".net", "net.-a"] {
+        for bad in [
+            "",
+            "*",
+            "net..x",
+            "Net.core",
+            "net.core.*x",
+            "a*b",
+            ".net",
+            "net.-a",
+        ] {
             assert!(
                 matches!(SysctlPattern::parse(bad), Err(PatternError::Malformed(_))),
                 "{bad:?}: {:?}",
@@ -290,7 +306,13 @@ mod tests {
 
     #[test]
     fn normalization_swaps_separators_only_for_slash_names() {
-        assert_eq!(normalize("net/ipv4/conf/eth0.1/x"), "net.ipv4.conf.eth0/1.x");
-        assert_eq!(normalize("net.ipv4.conf.eth0/1.x"), "net.ipv4.conf.eth0/1.x");
+        assert_eq!(
+            normalize("net/ipv4/conf/eth0.1/x"),
+            "net.ipv4.conf.eth0/1.x"
+        );
+        assert_eq!(
+            normalize("net.ipv4.conf.eth0/1.x"),
+            "net.ipv4.conf.eth0/1.x"
+        );
     }
 }
