@@ -778,16 +778,20 @@ async fn start_container(
     }
     // runAsNonRoot: the CRI has no such field, so the agent is the only enforcer. With no
     // runAsUser the image's user decides, as ImageStatus reports it.
-    if super::security::context::needs_image_user(&pod.pod, c) {
-        let image_user = match cri.image_status(image).await {
-            Ok(Some(i)) => (i.uid.map(|u| u.value), i.username),
-            Ok(None) => (None, String::new()),
-            Err(e) => {
-                return Err(StartError::Other(waiting(
-                    "CreateContainerConfigError",
-                    format!("cannot read the image's user to verify runAsNonRoot: {e}"),
-                )));
+    if super::security::context::requires_non_root(&pod.pod, c) {
+        let image_user = if super::security::context::needs_image_user(&pod.pod, c) {
+            match cri.image_status(image).await {
+                Ok(Some(i)) => (i.uid.map(|u| u.value), i.username),
+                Ok(None) => (None, String::new()),
+                Err(e) => {
+                    return Err(StartError::Other(waiting(
+                        "CreateContainerConfigError",
+                        format!("cannot read the image's user to verify runAsNonRoot: {e}"),
+                    )));
+                }
             }
+        } else {
+            (None, String::new())
         };
         let display = format!(
             "{}_{}({})",

@@ -748,6 +748,11 @@ fn non_root_and_user(pod: &Pod, c: &Container) -> (bool, Option<i64>) {
     (non_root, user)
 }
 
+/// Whether runAsNonRoot applies to the container (its own setting, else the pod's).
+pub fn requires_non_root(pod: &Pod, c: &Container) -> bool {
+    non_root_and_user(pod, c).0
+}
+
 /// Whether the image's user must be known before the container can be created.
 pub fn needs_image_user(pod: &Pod, c: &Container) -> bool {
     let (non_root, user) = non_root_and_user(pod, c);
@@ -1092,6 +1097,8 @@ mod tests {
         let c = &p.spec.as_ref().unwrap().containers;
         let d = "p_default(u)";
         assert!(needs_image_user(&p, &c[0]));
+        assert!(requires_non_root(&p, &c[1]) && !needs_image_user(&p, &c[1]));
+        assert!(!requires_non_root(&p, &c[3]));
         assert!(!needs_image_user(&p, &c[2]));
         assert_eq!(
             verify_run_as_non_root(&p, d, &c[0], None, ""),
