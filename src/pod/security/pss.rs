@@ -54,34 +54,21 @@ pub fn evaluate(level: Level, pod: &Pod) -> Vec<Violation> {
         return out;
     }
     let cs = containers(spec);
-    let checks: &[fn(&Pod, &PodSpec, &[C<'_>]) -> Option<String>] = &[
-        host_process,
-        host_namespaces,
-        privileged,
-        capabilities_baseline,
-        host_path_volumes,
-        host_ports,
-        app_armor,
-        se_linux,
-        proc_mount,
-        seccomp_baseline,
-        sysctls,
+    let baseline: &[(&str, Check)] = &[
+        ("hostProcess", host_process),
+        ("host namespaces", host_namespaces),
+        ("privileged", privileged),
+        ("capabilities", capabilities_baseline),
+        ("hostPath volumes", host_path_volumes),
+        ("host ports", host_ports),
+        ("AppArmor", app_armor),
+        ("SELinux", se_linux),
+        ("procMount", proc_mount),
+        ("seccompProfile", seccomp_baseline),
+        ("sysctls", sysctls),
     ];
-    const BASELINE_NAMES: [&str; 11] = [
-        "hostProcess",
-        "host namespaces",
-        "privileged",
-        "capabilities",
-        "hostPath volumes",
-        "host ports",
-        "AppArmor",
-        "SELinux",
-        "procMount",
-        "seccompProfile",
-        "sysctls",
-    ];
-    for (check, name) in checks.iter().zip(BASELINE_NAMES) {
-        if level == Level::Restricted && (name == "capabilities" || name == "seccompProfile") {
+    for (name, check) in baseline {
+        if level == Level::Restricted && (*name == "capabilities" || *name == "seccompProfile") {
             // Restricted replaces these two with its stricter forms (upstream overrides).
             continue;
         }
@@ -93,7 +80,7 @@ pub fn evaluate(level: Level, pod: &Pod) -> Vec<Violation> {
         }
     }
     if level == Level::Restricted {
-        let checks: &[(&str, fn(&Pod, &PodSpec, &[C<'_>]) -> Option<String>)] = &[
+        let checks: &[(&str, Check)] = &[
             ("volume types", volume_types),
             ("allowPrivilegeEscalation", allow_privilege_escalation),
             ("runAsNonRoot", run_as_non_root),
@@ -125,6 +112,9 @@ pub fn message(level: Level, violations: &[Violation]) -> String {
         list.join(", ")
     )
 }
+
+/// One check: the pod, its spec and all its containers to what is wrong, if anything.
+type Check = fn(&Pod, &PodSpec, &[C<'_>]) -> Option<String>;
 
 /// A container of any kind, as the checks see it.
 struct C<'a> {
