@@ -65,9 +65,52 @@ async fn start_secure_api(
     crate::server::start_with(config, handles, kube, serving).await
 }
 
+/// The node's security inputs: the configuration, the host's AppArmor, and what the
+/// runtime says it supports (user namespaces, supplementalGroupsPolicy Strict).
+async fn node_security(
+    config: &Config,
+    cri: &Cri,
+    version: &crate::cri::api::VersionResponse,
+    host_apparmor: bool,
+) -> crate::pod::security::NodeSecurity {
+    let (userns, groups_policy) = match cri.status().await {
+        Ok(s) => (
+            s.runtime_handlers
+                .iter()
+                .any(|h| h.features.as_ref().is_some_and(|f| f.user_namespaces)),
+            s.features
+                .as_ref()
+                .is_some_and(|f| f.supplemental_groups_policy),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "runtime status: assuming no user namespaces and no Strict supplemental groups");
+            (false, false)
+        }
+    };
+    let w = &config.workload;
+    tracing::info!(
+        seccomp_default = w.seccomp_default,
+        allowed_unsafe_sysctls = w.allowed_unsafe_sysctls.len(),
+        host_apparmor,
+        runtime_user_namespaces = userns,
+        "workload security"
+    );
+    crate::pod::security::NodeSecurity {
+        seccomp_default: w.seccomp_default,
+        seccomp_root: config.root_dir.join("seccomp"),
+        allowed_unsafe_sysctls: w.allowed_unsafe_sysctls.clone(),
+        pod_security: w.pod_security.clone(),
+        host_apparmor,
+        runtime: format!("{} {}", version.runtime_name, version.runtime_version),
+        runtime_user_namespaces: userns,
+        runtime_supplemental_groups_policy: groups_policy,
+    }
+}
+
 /// Runs the agent until `shutdown` resolves.
 pub async fn run(
     config: Config,
+    host_apparmor: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -100,6 +143,7 @@ pub async fn run(
         }
     };
 
+    let security = node_security(&config, &cri, &version, host_apparmor).await;
     let cert_status =
         crate::tls::control::Shared::new(&config.root_dir, &config.certificates.cert_dir);
     // TLS bootstrap may wait for an approval; a stop request ends the wait.
@@ -191,6 +235,7 @@ pub async fn run(
             cluster_dns: config.cluster_dns.iter().map(|ip| ip.to_string()).collect(),
             cluster_domain: config.cluster_domain.clone(),
         },
+        security: Arc::new(security),
     };
     let rotation_task = tokio::spawn(crate::pod::log_rotation::run(
         cri.clone(),

@@ -280,6 +280,8 @@ fn direct_configs(
             cluster_dns: Vec::new(),
             cluster_domain: None,
         },
+        // As the agent: seccompDefault on, the compiled-in Pod Security policy.
+        security: Default::default(),
     };
     let seen = jiff::Timestamp::now().to_string();
     pods.iter()
@@ -293,7 +295,8 @@ fn direct_configs(
                 .pod(&desired.uid, resources::QosClass::BestEffort)
                 .map_err(|e| anyhow::anyhow!("{pod}: {e}"))?
                 .to_string();
-            let sandbox = cri_config::sandbox_config(&desired, 0, &ctx, &cgroup_parent);
+            let sandbox = cri_config::sandbox_config(&desired, 0, &ctx, &cgroup_parent)
+                .map_err(|e| anyhow::anyhow!("{pod}: {e}"))?;
             let Some(c) = desired.spec().containers.first() else {
                 bail!("{pod}: no container");
             };

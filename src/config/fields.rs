@@ -390,11 +390,8 @@ pub const FIELDS: &[Field] = &[
     ),
     f(
         "allowedUnsafeSysctls",
-        Pending {
-            branch: "sec-context",
-            fallback: Fallback::Warn,
-        },
-        "the unsafe sysctl allow-list (branch sec-context)",
+        Implemented,
+        "namespaced sysctls beyond the safe set; node-level entries refused at load",
     ),
     f("volumePluginDir", Ignored, "no flex volume plugins"),
     f("providerID", Ignored, "no cloud provider integration"),
@@ -450,11 +447,8 @@ pub const FIELDS: &[Field] = &[
     ),
     f(
         "seccompDefault",
-        Pending {
-            branch: "sec-context",
-            fallback: Fallback::Refuse(Unset),
-        },
-        "RuntimeDefault seccomp for every pod (branch sec-context)",
+        Implemented,
+        "RuntimeDefault for every container not asking for Unconfined; default true (upstream: false)",
     ),
     f(
         "memoryThrottlingFactor",

@@ -78,6 +78,8 @@ pub struct KubeletConfiguration {
     pub kube_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub system_reserved: Option<std::collections::BTreeMap<String, String>>,
     pub eviction_hard: Option<std::collections::BTreeMap<String, String>>,
+    pub seccomp_default: Option<bool>,
+    pub allowed_unsafe_sysctls: Option<Vec<String>>,
     pub rotate_certificates: Option<bool>,
     #[serde(rename = "serverTLSBootstrap")]
     pub server_tls_bootstrap: Option<bool>,
@@ -221,6 +223,8 @@ const IMPLEMENTED_FIELDS: &[(&str, &[&str])] = &[
             "logging",
             "rotateCertificates",
             "serverTLSBootstrap",
+            "seccompDefault",
+            "allowedUnsafeSysctls",
         ],
     ),
     ("memorySwap", &["swapBehavior"]),

@@ -57,6 +57,12 @@ pub struct RunFlags {
     #[arg(long, value_name = "PATH")]
     pub authorization_policy_file: Option<PathBuf>,
 
+    /// The node's Pod Security policy (format in policy/README.md), replacing the
+    /// compiled-in policy/pod-security.json: the Pod Security Standards level per pod source
+    /// and namespace, static pods included. ironlet's own flag.
+    #[arg(long, value_name = "PATH")]
+    pub pod_security_policy_file: Option<PathBuf>,
+
     /// Log verbosity, as upstream's klog level
     #[arg(short = 'v', long = "v", value_name = "LEVEL", default_value_t = 0)]
     pub v: u8,

@@ -26,6 +26,7 @@ pub mod file;
 pub mod flags;
 mod names;
 pub mod node;
+pub mod workload;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -115,6 +116,8 @@ pub struct Config {
     pub node: NodeSettings,
     /// Certificate bootstrap and rotation.
     pub certificates: certs::Certificates,
+    /// seccompDefault, allowedUnsafeSysctls and the node's Pod Security policy.
+    pub workload: workload::Workload,
 }
 
 /// Client authentication on the kubelet API. There is no anonymous option to represent.
@@ -411,6 +414,7 @@ impl Config {
             cluster: cluster::build(src, raw, flags.kubeconfig.clone())?,
             node: node::build(src, raw, raw.cgroups_per_qos.unwrap_or(true))?,
             certificates,
+            workload: workload::build(src, raw, flags.pod_security_policy_file.as_deref())?,
         })
     }
 }
@@ -768,6 +772,7 @@ mod tests {
                 rotate_certificates: false,
                 server_tls_bootstrap: false,
             },
+            workload: workload::Workload::default(),
         };
         assert_eq!(loaded.config, want);
         // A file with only the type header yields the same defaults.

@@ -26,6 +26,9 @@ pub struct NodeContext {
     /// For Burstable oom_score_adj (upstream's formula needs node memory capacity).
     pub memory_capacity: i64,
     pub cpu_cfs_quota: bool,
+    /// seccompDefault, the seccomp root, sysctl allow-list, Pod Security policy, host and
+    /// runtime security features.
+    pub security: std::sync::Arc<super::security::NodeSecurity>,
 }
 
 /// A container configuration that cannot be built: the waiting reason and message.
@@ -107,9 +110,16 @@ pub fn sandbox_config(
     attempt: u32,
     node: &NodeContext,
     cgroup_parent: &str,
-) -> api::PodSandboxConfig {
+) -> Result<api::PodSandboxConfig, ConfigError> {
     let spec = pod.spec();
     let psc = spec.security_context.as_ref();
+    // Admission already refused what cannot be honoured; this is the same pure check.
+    let security_context = super::security::context::sandbox_security(
+        &pod.pod,
+        &node.security,
+        namespace_options(spec),
+    )
+    .map_err(|message| ConfigError { message })?;
     let port_mappings = spec
         .containers
         .iter()
@@ -126,9 +136,9 @@ pub fn sandbox_config(
         .and_then(|s| s.sysctls.as_ref())
         .into_iter()
         .flatten()
-        .map(|s| (s.name.clone(), s.value.clone()))
+        .map(|s| (super::security::sysctl::normalize(&s.name), s.value.clone()))
         .collect();
-    api::PodSandboxConfig {
+    Ok(api::PodSandboxConfig {
         metadata: Some(api::PodSandboxMetadata {
             name: pod.full_name.name.clone(),
             uid: pod.uid.0.clone(),
@@ -161,24 +171,12 @@ pub fn sandbox_config(
             .collect(),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.to_string(),
-            security_context: Some(api::LinuxSandboxSecurityContext {
-                namespace_options: Some(namespace_options(spec)),
-                run_as_user: psc
-                    .and_then(|s| s.run_as_user)
-                    .map(|value| api::Int64Value { value }),
-                run_as_group: psc
-                    .and_then(|s| s.run_as_group)
-                    .map(|value| api::Int64Value { value }),
-                supplemental_groups: psc
-                    .and_then(|s| s.supplemental_groups.clone())
-                    .unwrap_or_default(),
-                ..Default::default()
-            }),
+            security_context: Some(security_context),
             sysctls,
             ..Default::default()
         }),
         windows: None,
-    }
+    })
 }
 
 fn protocol(p: Option<&str>) -> api::Protocol {
@@ -337,36 +335,13 @@ pub fn container_config(
         annotations.insert(labels::CONTAINER_PORTS.into(), json);
     }
 
-    let sc = c.security_context.as_ref();
-    let psc = spec.security_context.as_ref();
-    let capabilities = sc
-        .and_then(|s| s.capabilities.as_ref())
-        .map(|caps| api::Capability {
-            add_capabilities: caps.add.clone().unwrap_or_default(),
-            drop_capabilities: caps.drop.clone().unwrap_or_default(),
-            ..Default::default()
-        });
-    let security_context = api::LinuxContainerSecurityContext {
-        capabilities,
-        privileged: sc.and_then(|s| s.privileged).unwrap_or(false),
-        namespace_options: Some(namespace_options(spec)),
-        run_as_user: sc
-            .and_then(|s| s.run_as_user)
-            .or(psc.and_then(|s| s.run_as_user))
-            .map(|value| api::Int64Value { value }),
-        run_as_group: sc
-            .and_then(|s| s.run_as_group)
-            .or(psc.and_then(|s| s.run_as_group))
-            .map(|value| api::Int64Value { value }),
-        readonly_rootfs: sc
-            .and_then(|s| s.read_only_root_filesystem)
-            .unwrap_or(false),
-        supplemental_groups: psc
-            .and_then(|s| s.supplemental_groups.clone())
-            .unwrap_or_default(),
-        no_new_privs: sc.and_then(|s| s.allow_privilege_escalation) == Some(false),
-        ..Default::default()
-    };
+    let security_context = super::security::context::container_security(
+        &pod.pod,
+        c,
+        &node.security,
+        namespace_options(spec),
+    )
+    .map_err(|message| ConfigError { message })?;
 
     Ok(api::ContainerConfig {
         metadata: Some(api::ContainerMetadata {
@@ -420,6 +395,7 @@ mod tests {
             dns: NodeDns::default(),
             memory_capacity: 8 << 30,
             cpu_cfs_quota: true,
+            security: Default::default(),
         }
     }
 
@@ -428,7 +404,7 @@ mod tests {
         let p = pod(
             "  containers:\n  - name: c\n    image: i:1\n    ports:\n    - containerPort: 80\n      hostPort: 8080\n",
         );
-        let s = sandbox_config(&p, 2, &node(), "/kubepods/besteffort/podx");
+        let s = sandbox_config(&p, 2, &node(), "/kubepods/besteffort/podx").unwrap();
         assert_eq!(
             s.linux.as_ref().unwrap().cgroup_parent,
             "/kubepods/besteffort/podx"

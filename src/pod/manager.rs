@@ -177,6 +177,12 @@ impl Manager {
                 message: why,
             });
         }
+        // Security before resources: a pod the node must refuse never counts against them.
+        super::security::admit(
+            &d.pod,
+            super::security::policy::Source::of(&d.source),
+            &self.ctx.node.security,
+        )?;
         let resources = PodResources::from_spec(d.spec(), true).map_err(|e| Rejection {
             reason: "UnexpectedAdmissionError",
             message: e.to_string(),

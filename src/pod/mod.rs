@@ -13,6 +13,7 @@ pub mod manager;
 pub mod manifest;
 pub mod observed;
 pub mod probes;
+pub mod security;
 pub mod source;
 pub mod status;
 pub mod worker;

@@ -497,7 +497,18 @@ impl Worker {
             }
         };
         let sandbox_config =
-            cri_config::sandbox_config(&desired, sandbox_attempt, node, &cgroup_parent);
+            match cri_config::sandbox_config(&desired, sandbox_attempt, node, &cgroup_parent) {
+                Ok(c) => c,
+                Err(e) => {
+                    for s in &plan.start_containers {
+                        self.exec_waiting.insert(
+                            s.name.clone(),
+                            waiting("CreateContainerConfigError", e.message.clone()),
+                        );
+                    }
+                    return;
+                }
+            };
         if plan.create_sandbox.is_some() {
             let limits = crate::resources::pod_cgroup_limits(
                 &resources,
@@ -764,6 +775,36 @@ async fn start_container(
                 format!("failed to pull image {image:?}: {e}"),
             )));
         }
+    }
+    // runAsNonRoot: the CRI has no such field, so the agent is the only enforcer. With no
+    // runAsUser the image's user decides, as ImageStatus reports it.
+    if super::security::context::requires_non_root(&pod.pod, c) {
+        let image_user = if super::security::context::needs_image_user(&pod.pod, c) {
+            match cri.image_status(image).await {
+                Ok(Some(i)) => (i.uid.map(|u| u.value), i.username),
+                Ok(None) => (None, String::new()),
+                Err(e) => {
+                    return Err(StartError::Other(waiting(
+                        "CreateContainerConfigError",
+                        format!("cannot read the image's user to verify runAsNonRoot: {e}"),
+                    )));
+                }
+            }
+        } else {
+            (None, String::new())
+        };
+        let display = format!(
+            "{}_{}({})",
+            pod.full_name.name, pod.full_name.namespace, pod.uid
+        );
+        super::security::context::verify_run_as_non_root(
+            &pod.pod,
+            &display,
+            c,
+            image_user.0,
+            &image_user.1,
+        )
+        .map_err(|m| StartError::Other(waiting("CreateContainerConfigError", m)))?;
     }
     let config = cri_config::container_config(pod, c, s.attempt, node, pod_ip)
         .map_err(|e| StartError::Other(waiting("CreateContainerConfigError", e.message)))?;

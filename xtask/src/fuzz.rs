@@ -36,6 +36,7 @@ pub const TARGETS: &[&str] = &[
     "audit_record",
     "rotation_request",
     "issued_certificate",
+    "pod_security",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.

@@ -1,4 +1,4 @@
-//! The two images every test and the dev node use, built locally from Debian's static
+//! The images every test and the dev node use, built locally from Debian's static
 //! binaries (no registry is reachable) and imported with `ctr images import`.
 //!
 //! Archives are docker-save style (`manifest.json` with `RepoTags`), which ctr 1.6 names
@@ -21,6 +21,10 @@ pub const PAUSE_IMAGE: &str = "localhost/ironlet/pause:1";
 /// A tiny userland: static busybox with an applet symlink in `/bin` for every applet.
 pub const BUSYBOX_IMAGE: &str = "localhost/ironlet/busybox:1";
 
+/// The same busybox whose image config sets `User: 1000:1000`, for runAsNonRoot: the CRI's
+/// ImageStatus then reports uid 1000, and a container runs as that user with no runAsUser.
+pub const BUSYBOX_NONROOT_IMAGE: &str = "localhost/ironlet/busybox-nonroot:1";
+
 /// The containerd namespace the CRI plugin serves.
 pub const K8S_NAMESPACE: &str = "k8s.io";
 
@@ -35,12 +39,17 @@ const CREATED: &str = "2023-11-14T22:13:20Z";
 pub struct ImagePaths {
     pub pause: PathBuf,
     pub busybox: PathBuf,
+    pub busybox_nonroot: PathBuf,
 }
 
 impl ImagePaths {
     /// `(reference, archive)` pairs.
-    pub fn iter(&self) -> [(&'static str, &Path); 2] {
-        [(PAUSE_IMAGE, &self.pause), (BUSYBOX_IMAGE, &self.busybox)]
+    pub fn iter(&self) -> [(&'static str, &Path); 3] {
+        [
+            (PAUSE_IMAGE, &self.pause),
+            (BUSYBOX_IMAGE, &self.busybox),
+            (BUSYBOX_NONROOT_IMAGE, &self.busybox_nonroot),
+        ]
     }
 }
 
@@ -96,9 +105,37 @@ pub fn ensure_built(dir: &Path) -> Result<ImagePaths> {
         write_archive(&bb, BUSYBOX_IMAGE, &config, &layer)?;
     }
 
+    let nonroot = dir.join(format!(
+        "busybox_nonroot-{}.tar",
+        input_key(&[b"busybox-nonroot", &bb_bin])
+    ));
+    if !nonroot.exists() {
+        step(format!(
+            "building {BUSYBOX_NONROOT_IMAGE} from {}",
+            busybox.display()
+        ));
+        let applets = busybox_applets(&busybox)?;
+        let layer = busybox_layer(&bb_bin, &applets)?;
+        let config = image_config(
+            json!({
+                "Env": ["PATH=/bin:/usr/bin"],
+                "Cmd": ["sh"],
+                "WorkingDir": "/",
+                "User": "1000:1000",
+            }),
+            &layer,
+        );
+        write_archive(&nonroot, BUSYBOX_NONROOT_IMAGE, &config, &layer)?;
+    }
+
     remove_stale(dir, "pause-", &pause);
     remove_stale(dir, "busybox-", &bb);
-    Ok(ImagePaths { pause, busybox: bb })
+    remove_stale(dir, "busybox_nonroot-", &nonroot);
+    Ok(ImagePaths {
+        pause,
+        busybox: bb,
+        busybox_nonroot: nonroot,
+    })
 }
 
 /// Imports both archives into the containerd at `socket` (namespace `k8s.io`, unpacked for
