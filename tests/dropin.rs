@@ -164,7 +164,6 @@ fn each_insecure_flag_form_is_refused_naming_the_flag_and_the_cis_id() {
             "--config-dir=/etc/kubernetes/kubelet.conf.d",
             "--config-dir:",
         ),
-        ("--seccomp-default", "--seccomp-default: seccompDefault:"),
     ] {
         let mut all = isolated(root.path());
         all.push(arg.into());
