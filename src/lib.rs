@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod apiclient;
+pub mod cis;
 pub mod cli;
 pub mod cluster;
 pub mod config;

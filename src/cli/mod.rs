@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand. Library code below returns typed errors;
 //! these functions are the edge where they become messages and exit codes.
 
+pub mod check;
 pub mod confinement;
 pub mod logs;
 pub mod pods;
@@ -34,6 +35,8 @@ pub enum Command {
     /// Show how the running agent is confined (capabilities, NoNewPrivs, seccomp,
     /// landlock, mount helper).
     Confinement(confinement::ConfinementArgs),
+    /// Audit this node against the CIS benchmark (kube-bench compatible output).
+    Check(check::CheckArgs),
     /// The privileged mount helper; started by the agent itself.
     #[command(hide = true)]
     MountHelper(confinement::MountHelperArgs),
@@ -56,6 +59,7 @@ pub fn main() -> i32 {
         Command::Logs(args) => logs::run(args),
         Command::Confinement(args) => confinement::run(args),
         Command::MountHelper(args) => confinement::mount_helper(args),
+        Command::Check(args) => return exit_of(check::run(args)),
     };
     match result {
         Ok(()) => 0,
@@ -64,4 +68,12 @@ pub fn main() -> i32 {
             1
         }
     }
+}
+
+/// `ironlet check` chooses its own exit code.
+fn exit_of(result: anyhow::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        eprintln!("ironlet: {e:#}");
+        2
+    })
 }
