@@ -113,7 +113,8 @@ pub enum Rule {
     },
     HealthzLoopback,
     CertificateValidity {
-        warn_days: u32,
+        /// WARN when less than this share (percent) of the validity is left.
+        warn_percent_left: u32,
     },
     KeyFiles,
     StaticPodPathTrust,

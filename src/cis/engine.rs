@@ -144,10 +144,10 @@ pub fn judge(check: &Check, ev: &Evidence) -> Outcome {
         ),
         Rule::HostnameOverride => with_flags(check, ev, |flags| match &flags.hostname_override {
             Some(h) => cfg(
-                Fail,
+                Unknown,
                 format!("--hostname-override={h}"),
                 "'--hostname-override' is not present",
-                "the node name is overridden on the command line",
+                "the node name is overridden on the command line; keep it only if the environment needs it",
             ),
             None => cfg(Pass, "", "'--hostname-override' is not present", ""),
         }),
@@ -217,7 +217,7 @@ pub fn judge(check: &Check, ev: &Evidence) -> Outcome {
         Rule::AnonymousRejected => anonymous(ev),
         Rule::ReadOnlyPortClosed { port } => read_only_closed(*port),
         Rule::HealthzLoopback => healthz(ev),
-        Rule::CertificateValidity { warn_days } => certificates(ev, *warn_days),
+        Rule::CertificateValidity { warn_percent_left } => certificates(ev, *warn_percent_left),
         Rule::KeyFiles => key_files(ev),
         Rule::StaticPodPathTrust => static_pods(ev),
         Rule::RuntimeEndpointSocket => runtime_socket(ev),
@@ -871,28 +871,30 @@ fn healthz(ev: &Evidence) -> Outcome {
         "healthzBindAddress {} port {}",
         c.healthz_bind_address, c.healthz_port
     );
-    if !c.healthz_bind_address.is_loopback() {
-        return Outcome::new(
-            Fail,
-            &[C],
-            ev.config_source(),
-            configured,
-            expected,
-            format!(
-                "healthz is configured on {}, reachable beyond the node",
-                c.healthz_bind_address
-            ),
-        );
-    }
+    let config_bad = !c.healthz_bind_address.is_loopback();
+    let config_reason = format!(
+        "healthz is configured on {}, reachable beyond the node",
+        c.healthz_bind_address
+    );
     let Some(agent) = &ev.agent else {
-        return Outcome::new(
-            Unknown,
-            &[C],
-            ev.config_source(),
-            configured,
-            expected,
-            no_agent(ev),
-        );
+        return match config_bad {
+            true => Outcome::new(
+                Fail,
+                &[C],
+                ev.config_source(),
+                configured,
+                expected,
+                config_reason,
+            ),
+            false => Outcome::new(
+                Unknown,
+                &[C],
+                ev.config_source(),
+                configured,
+                expected,
+                no_agent(ev),
+            ),
+        };
     };
     let audit = format!(
         "{}; /proc/{}/fd sockets in /proc/net/tcp{{,6}}",
@@ -905,9 +907,10 @@ fn healthz(ev: &Evidence) -> Outcome {
             .filter(|l| l.port == c.healthz_port && inodes.contains(&l.inode))
             .collect::<Vec<_>>())
     });
+    let fail_or_unknown = if config_bad { Fail } else { Unknown };
     match bound {
         Ok(b) if b.is_empty() => Outcome::new(
-            Unknown,
+            fail_or_unknown,
             &[C, L],
             audit,
             configured,
@@ -915,25 +918,30 @@ fn healthz(ev: &Evidence) -> Outcome {
             format!("the agent has no listener on {}", c.healthz_port),
         ),
         Ok(b) => {
-            let actual = b
-                .iter()
-                .map(|l| format!("{}:{}", l.addr, l.port))
-                .collect::<Vec<_>>()
-                .join(",");
-            if b.iter().all(|l| l.addr.is_loopback()) {
-                Outcome::new(Pass, &[C, L], audit, actual, expected, "")
-            } else {
-                Outcome::new(
+            let actual = format!(
+                "{configured}; bound {}",
+                b.iter()
+                    .map(|l| format!("{}:{}", l.addr, l.port))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let live_bad = !b.iter().all(|l| l.addr.is_loopback());
+            match (config_bad, live_bad) {
+                (false, false) => Outcome::new(Pass, &[C, L], audit, actual, expected, ""),
+                (_, true) => Outcome::new(
                     Fail,
                     &[C, L],
                     audit,
                     actual,
                     expected,
-                    "the healthz socket is bound beyond loopback",
-                )
+                    "the agent's healthz socket is bound beyond loopback",
+                ),
+                (true, false) => {
+                    Outcome::new(Fail, &[C, L], audit, actual, expected, config_reason)
+                }
             }
         }
-        Err(e) => Outcome::new(Unknown, &[C, L], audit, configured, expected, e),
+        Err(e) => Outcome::new(fail_or_unknown, &[C, L], audit, configured, expected, e),
     }
 }
 
@@ -982,9 +990,10 @@ fn kubeconfig_credentials(path: &Path) -> Result<Credentials, String> {
     Ok((certs, keys))
 }
 
-fn certificates(ev: &Evidence, warn_days: u32) -> Outcome {
-    let expected =
-        format!("every certificate is within its validity, with more than {warn_days} days left");
+fn certificates(ev: &Evidence, warn_percent_left: u32) -> Outcome {
+    let expected = format!(
+        "every certificate is within its validity, with more than {warn_percent_left}% of it left"
+    );
     let Some(c) = ev.config() else {
         return Outcome::new(
             Unknown,
@@ -1043,8 +1052,12 @@ fn certificates(ev: &Evidence, warn_days: u32) -> Outcome {
                     fail.push(format!("{name} ({}) expired", v.subject));
                 } else if v.not_before > now {
                     fail.push(format!("{name} ({}) is not valid yet", v.subject));
-                } else if days < i64::from(warn_days) {
-                    warn.push(format!("{name} expires in {days} days"));
+                } else if (v.not_after - now) * 100
+                    < (v.not_after - v.not_before) * i64::from(warn_percent_left)
+                {
+                    warn.push(format!(
+                        "{name} expires in {days} days, past the rotation window"
+                    ));
                 }
             }
             Err(e) => warn.push(format!("{name}: {e}")),

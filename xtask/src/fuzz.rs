@@ -32,6 +32,7 @@ pub const TARGETS: &[&str] = &[
     "api_router",
     "helper_proto",
     "kubeconfig",
+    "systemd_unit",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.
