@@ -471,6 +471,8 @@ async fn hardened_node_passes_and_each_broken_thing_flips_exactly_its_checks() {
     let svc = f.service.display().to_string();
     let (code, text) = check(&["--root-dir", &root, "--service-file", &svc]);
     assert_eq!(code, 0);
+    // Shown with --nocapture (the README's sample run comes from here).
+    println!("--- ironlet check (hardened node) ---\n{text}");
     assert!(text.starts_with("[INFO] 4 Worker Node Security Configuration\n[INFO] 4.1 Worker Node Configuration Files\n[PASS] 4.1.1 "), "{text}");
     assert!(
         text.contains("== Summary node ==")
