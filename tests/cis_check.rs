@@ -186,7 +186,9 @@ fn well_formed(xml: &str) -> Result<usize, String> {
             .ok_or("empty tag")?
             .to_owned();
         let attrs = &body[name.len()..];
-        if attrs.matches('"').count() % 2 != 0 || (attrs.contains('=') && !attrs.contains('"')) {
+        if !attrs.matches('"').count().is_multiple_of(2)
+            || (attrs.contains('=') && !attrs.contains('"'))
+        {
             return Err(format!("unquoted attribute in <{tag}>"));
         }
         text_ok(attrs)?;
@@ -511,7 +513,7 @@ async fn hardened_node_passes_and_each_broken_thing_flips_exactly_its_checks() {
     let (code, v) = json_report(&f, &[]);
     assert_fails("world-readable kubeconfig", &v, &["4.1.5"]);
     assert_eq!(code, 1);
-    assert_eq!(kube_bench_file_verdicts(&v, &vars)["4.1.5"], false);
+    assert!(!kube_bench_file_verdicts(&v, &vars)["4.1.5"]);
     chmod(&f.kubeconfig, 0o600);
 
     // b. Serving key with mode 0644.
