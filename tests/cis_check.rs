@@ -543,6 +543,7 @@ async fn hardened_node_passes_and_each_broken_thing_flips_exactly_its_checks() {
 
     // --check, --skip.
     let (_, v1) = json_report(&f, &["--check", "4.1.5,ironlet.2.2"]);
+    println!("--- ironlet check --check 4.1.5,ironlet.2.2 --json ---\n{v1:#}");
     assert_eq!(
         statuses(&v1).keys().cloned().collect::<BTreeSet<_>>(),
         set(&["4.1.5", "ironlet.2.2"])
@@ -562,6 +563,19 @@ async fn hardened_node_passes_and_each_broken_thing_flips_exactly_its_checks() {
     assert_fails("world-readable kubeconfig", &v, &with_base(&["4.1.5"]));
     assert_eq!(code, 1);
     assert!(!kube_bench_file_verdicts(&v, &vars)["4.1.5"]);
+    let (code, junit) = check(&[
+        "--root-dir",
+        &root,
+        "--service-file",
+        &svc,
+        "--junit",
+        "--check",
+        "4.1.5",
+    ]);
+    assert_eq!(code, 1);
+    well_formed(&junit).unwrap_or_else(|e| panic!("JUnit not well-formed: {e}\n{junit}"));
+    assert!(junit.contains("<failure type=\"\">"), "{junit}");
+    println!("--- ironlet check --check 4.1.5 --junit (kubeconfig 0644) ---\n{junit}");
     chmod(&f.kubeconfig, 0o600);
 
     // b. Serving key with mode 0644.
