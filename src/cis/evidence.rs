@@ -61,6 +61,8 @@ pub enum Effective {
     /// The flags on the command line do not parse (clap's message).
     BadFlags(String),
     Refused(ConfigError),
+    /// No running agent, no unit file and no configuration file: nothing to judge.
+    Nothing,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,9 @@ impl Evidence {
             Effective::Loaded(_) => None,
             Effective::BadFlags(e) => Some(format!("the command line does not parse: {e}")),
             Effective::Refused(e) => Some(format!("the configuration does not load: {e}")),
+            Effective::Nothing => Some(
+                "nothing to judge: no running agent, no service file and no configuration file (give --root-dir, --service-file or --config)".into(),
+            ),
         }
     }
 
@@ -253,6 +258,17 @@ pub fn gather(target: &Target) -> Evidence {
         }
         Err(e) => (None, Effective::BadFlags(e)),
     };
+    // Without an agent, a unit or a file there is no configuration, only ironlet's defaults:
+    // judging those would pass checks on a node that may not run ironlet at all.
+    let nothing = argv_source == ArgvSource::None
+        && flags
+            .as_ref()
+            .is_some_and(|f| f.config.is_none() && f.kubeconfig.is_none());
+    let (flags, effective) = if nothing {
+        (None, Effective::Nothing)
+    } else {
+        (flags, effective)
+    };
     let raw = match (&effective, flags.as_ref().and_then(|f| f.config.as_deref())) {
         (Effective::Loaded(_), Some(p)) => read_raw(p),
         _ => None,
@@ -279,6 +295,28 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn no_agent_no_unit_no_file_judges_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let defaults_exist = Path::new(DEFAULT_CONFIG).exists()
+            || Path::new(DEFAULT_KUBECONFIG).exists()
+            || DEFAULT_SERVICE_FILES.iter().any(|p| Path::new(p).exists());
+        if defaults_exist {
+            return; // this machine has a kubelet's files; the case cannot be set up here
+        }
+        let ev = gather(&Target {
+            root_dir: root.path().into(),
+            ..Default::default()
+        });
+        assert!(
+            matches!(ev.effective, Effective::Nothing),
+            "{:?}",
+            ev.effective
+        );
+        assert!(ev.flags.is_none() && ev.config().is_none());
+        assert!(ev.config_problem().unwrap().contains("nothing to judge"));
     }
 
     #[test]
