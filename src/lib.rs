@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod apiclient;
 pub mod budget;
+pub mod cis;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod certs;
+pub mod check;
 pub mod confinement;
 pub mod drill;
 pub mod logs;
@@ -45,6 +46,8 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// Drills against a running node (cert-rotation).
     Drill(drill::DrillArgs),
+    /// Audit this node against the CIS benchmark (kube-bench compatible output).
+    Check(check::CheckArgs),
     /// The privileged mount helper; started by the agent itself.
     #[command(hide = true)]
     MountHelper(confinement::MountHelperArgs),
@@ -108,6 +111,7 @@ pub fn main() -> i32 {
         Command::Audit(args) => audit::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Drill(args) => drill::run(args),
+        Command::Check(args) => return exit_of(check::run(args)),
     };
     exit_code(result)
 }
@@ -120,4 +124,12 @@ fn exit_code(result: anyhow::Result<()>) -> i32 {
             1
         }
     }
+}
+
+/// `ironlet check` chooses its own exit code.
+fn exit_of(result: anyhow::Result<i32>) -> i32 {
+    result.unwrap_or_else(|e| {
+        eprintln!("ironlet: {e:#}");
+        2
+    })
 }

@@ -37,6 +37,7 @@ pub const TARGETS: &[&str] = &[
     "rotation_request",
     "issued_certificate",
     "pod_security",
+    "systemd_unit",
 ];
 
 /// Seconds per target when none are given: the CI figure in reference/crates.md §4.
