@@ -77,11 +77,14 @@ enum Kind {
     File,
 }
 
-fn kind_of(fd: &OwnedFd) -> std::io::Result<Option<Kind>> {
+/// What `fd` is: a directory, a regular file, or the reason it may not be a subPath. A
+/// final symlink comes back as itself (O_PATH | O_NOFOLLOW), never followed.
+fn kind_of(fd: &OwnedFd) -> std::io::Result<Result<Kind, &'static str>> {
     Ok(match crate::sys::file_mode(fd.as_fd())? & libc::S_IFMT {
-        libc::S_IFDIR => Some(Kind::Dir),
-        libc::S_IFREG => Some(Kind::File),
-        _ => None,
+        libc::S_IFDIR => Ok(Kind::Dir),
+        libc::S_IFREG => Ok(Kind::File),
+        libc::S_IFLNK => Err("it is a symlink (symlinks are never followed)"),
+        _ => Err("a subPath must be a directory or a regular file"),
     })
 }
 
@@ -153,14 +156,12 @@ fn ensure_source(pods_dir: &Path, b: &SubPathBind) -> Result<Kind, VolumeError> 
         };
         let kind = kind_of(&next).map_err(|e| fail(e.to_string()))?;
         match (kind, last) {
-            (Some(k), true) => return Ok(k),
-            (Some(Kind::Dir), false) => cur = next,
-            (_, false) => return Err(fail(format!("{part:?} is not a directory"))),
-            (None, true) => {
-                return Err(fail(
-                    "a subPath must be a directory or a regular file".into(),
-                ));
+            (Ok(k), true) => return Ok(k),
+            (Ok(Kind::Dir), false) => cur = next,
+            (Ok(Kind::File), false) => {
+                return Err(fail(format!("{part:?} is not a directory")));
             }
+            (Err(why), _) => return Err(fail(format!("{part:?}: {why}"))),
         }
     }
     Err(fail("names no path inside the volume".into()))

@@ -1,6 +1,7 @@
 //! The privileged mount helper: a small process, started before the agent confines itself,
 //! that keeps CAP_SYS_ADMIN (and nothing else) to mount and unmount tmpfs beneath the
-//! pods' volume directories. A landlocked process cannot mount; this one is not
+//! pods' volume directories, and to bind a subPath it resolved itself beneath its volume
+//! onto `<uid>/volume-subpaths/<volume>/<container>/<index>` (and unmount it). A landlocked process cannot mount; this one is not
 //! landlocked, so it is kept tiny instead:
 //!
 //! - it is the agent's binary re-executed (`ironlet mount-helper`), so it starts with one
@@ -159,6 +160,8 @@ fn kind_of(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Result<Kind, Stri
     Ok(match mode & libc::S_IFMT {
         libc::S_IFDIR => Ok(Kind::Dir),
         libc::S_IFREG => Ok(Kind::File),
+        // O_PATH | O_NOFOLLOW hands back a final symlink itself; it is never followed.
+        libc::S_IFLNK => Err("a symlink (symlinks are never followed)".into()),
         other => Err(format!("file type {other:#o}")),
     })
 }

@@ -504,8 +504,8 @@ mod tests {
         b[0] = b'X';
         assert_eq!(decode_request(&b), Err(DecodeError::BadMagic));
         let mut b = body.to_vec();
-        b[4] = 2;
-        assert_eq!(decode_request(&b), Err(DecodeError::Version(2)));
+        b[4] = 1;
+        assert_eq!(decode_request(&b), Err(DecodeError::Version(1)));
         let mut b = body.to_vec();
         b[5] = 9;
         assert_eq!(decode_request(&b), Err(DecodeError::Op(9)));
