@@ -285,9 +285,16 @@ async fn legitimate_sub_paths_work_and_their_mounts_go_with_the_pod() {
     };
     node.write_manifest("good.yaml", &pod("good"));
     node.write_manifest("later.yaml", &pod("later"));
+    node.write_manifest(
+        "gone.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gone\nspec:\n  terminationGracePeriodSeconds: 1\n  volumes:\n  - name: data\n    emptyDir: {{}}\n  containers:\n  - name: main\n    image: {BUSYBOX}\n    command: [sleep, '3600']\n    volumeMounts:\n    - {{name: data, mountPath: /d, subPath: d}}\n"
+        ),
+    );
     node.start_agent();
     let sb = node.wait_running("good", &["writer", "reader"], T).await;
     let other = node.wait_running("later", &["writer", "reader"], T).await;
+    let gone = node.wait_running("gone", &["main"], T).await;
     let uid = pod_uid(&sb);
     let vol = node
         .root()
@@ -340,19 +347,27 @@ async fn legitimate_sub_paths_work_and_their_mounts_go_with_the_pod() {
     .await;
     assert_eq!(mounts_below(&pod_dir), Vec::new());
 
-    // Deleted while the agent is down: the restarted agent finds the orphan and unmounts
-    // its subPaths before removing its directory.
+    // Deleted while the agent is down: the restarted agent finds the orphan in the
+    // runtime and unmounts its subPaths before removing its directory. The other one's
+    // sandbox is gone as well, so only its directory is left: it is found there.
     let other_dir = node.root().join(format!("pods/{}", pod_uid(&other)));
+    let gone_dir = node.root().join(format!("pods/{}", pod_uid(&gone)));
     assert!(!mounts_below(&other_dir).is_empty());
+    assert_eq!(mounts_below(&gone_dir).len(), 1);
     node.kill_agent();
     node.remove_manifest("later.yaml");
+    node.remove_manifest("gone.yaml");
+    node.cri.stop_pod_sandbox(&gone.id).await.unwrap();
+    node.cri.remove_pod_sandbox(&gone.id).await.unwrap();
     node.start_agent();
-    wait_for("orphan pod directory removed", T, || {
-        let p = other_dir.clone();
-        async move { (!p.exists()).then_some(()) }
-    })
-    .await;
-    assert_eq!(mounts_below(&other_dir), Vec::new());
+    for dir in [&other_dir, &gone_dir] {
+        wait_for("orphan pod directory removed", T, || {
+            let p = dir.clone();
+            async move { (!p.exists()).then_some(()) }
+        })
+        .await;
+        assert_eq!(mounts_below(dir), Vec::new());
+    }
     assert_eq!(mounts_below(&node.root()), Vec::new());
     node.cleanup().await;
 }

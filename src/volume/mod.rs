@@ -330,6 +330,31 @@ pub fn remove_pod_dir(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
     }
 }
 
+/// Removes the directories of pods that neither a source nor the runtime knows any more
+/// (left by an agent that stopped before it could clean up), unmounting their subPath binds
+/// and tmpfs volumes first. Directories that are not pod UIDs are left alone. Blocking;
+/// returns what failed.
+pub fn remove_orphaned_pod_dirs(
+    pods_dir: &Path,
+    keep: &std::collections::HashSet<String>,
+) -> Vec<(String, std::io::Error)> {
+    let Ok(entries) = std::fs::read_dir(pods_dir) else {
+        return Vec::new();
+    };
+    let mut failed = Vec::new();
+    for e in entries.flatten() {
+        let uid = e.file_name().to_string_lossy().into_owned();
+        if keep.contains(&uid) || !crate::confine::helper::proto::is_pod_uid(&uid) {
+            continue;
+        }
+        match remove_pod_dir(pods_dir, &uid) {
+            Ok(()) => tracing::info!(pod_uid = %uid, "removed the directory of an orphaned pod"),
+            Err(e) => failed.push((uid, e)),
+        }
+    }
+    failed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +471,20 @@ mod tests {
         remove_pod_dir(root.path(), "u").unwrap();
         assert!(!pod_dir(root.path(), "u").exists());
         remove_pod_dir(root.path(), "u").unwrap();
+    }
+
+    #[test]
+    fn orphaned_pod_dirs_go_and_kept_ones_stay() {
+        let root = tempfile::tempdir().unwrap();
+        let s = spec("containers:\n- name: c\nvolumes:\n- name: d\n  emptyDir: {}\n");
+        for uid in ["kept", "orphan"] {
+            prepare(&s, root.path(), uid).unwrap();
+        }
+        std::fs::create_dir(root.path().join("not.a.uid")).unwrap();
+        let keep = std::collections::HashSet::from(["kept".to_string()]);
+        assert!(remove_orphaned_pod_dirs(root.path(), &keep).is_empty());
+        assert!(pod_dir(root.path(), "kept").exists());
+        assert!(!pod_dir(root.path(), "orphan").exists());
+        assert!(root.path().join("not.a.uid").exists());
     }
 }
