@@ -402,7 +402,10 @@ async fn untrusted_manifests_are_refused_one_by_one_and_a_fifo_does_not_hang_the
     );
     node.start_agent();
     // Written after the FIFO: if reading the FIFO blocked, this pod would never start.
-    node.write_manifest("good.yaml", &pod_manifest("good", "sleep 3600", ""));
+    node.write_manifest(
+        "good.yaml",
+        &pod_manifest("good", "sleep 3600", "  terminationGracePeriodSeconds: 1\n"),
+    );
     node.wait_running("good", &["main"], T).await;
     let log = wait_for("one error per untrusted file", T, || {
         let log = node.agent_log(1);
@@ -434,13 +437,22 @@ async fn untrusted_manifests_are_refused_one_by_one_and_a_fifo_does_not_hang_the
     let log = node.agent_log(1);
     assert!(
         log.contains(&format!(
-            "static pod directory not trusted: {} is world-writable (mode 0777)",
+            "static pod directory not trusted: {} is group- and world-writable (mode 0777)",
             dir.display()
         )),
         "{log}"
     );
+    // Trusted again: static pods run from it again.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    node.wait_running("good", &["main"], T).await;
+    node.write_manifest(
+        "again.yaml",
+        &pod_manifest(
+            "again",
+            "sleep 3600",
+            "  terminationGracePeriodSeconds: 1\n",
+        ),
+    );
+    node.wait_running("again", &["main"], T).await;
     node.cleanup().await;
 }
 
