@@ -63,12 +63,11 @@ struct OpenHow {
     resolve: u64,
 }
 
-/// `openat2(dir, path, O_PATH|O_DIRECTORY|O_CLOEXEC|O_NOFOLLOW, resolve)`: a directory
-/// reached from `dir` under the given RESOLVE_* restrictions.
-pub fn open_dir_beneath(dir: BorrowedFd<'_>, path: &Path, resolve: u64) -> io::Result<OwnedFd> {
+/// `openat2(dir, path, flags, resolve)` (with O_CLOEXEC and O_NOFOLLOW added).
+fn openat2(dir: BorrowedFd<'_>, path: &Path, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
     let c = cstring(path)?;
     let how = OpenHow {
-        flags: (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
         mode: 0,
         resolve,
     };
@@ -86,6 +85,46 @@ pub fn open_dir_beneath(dir: BorrowedFd<'_>, path: &Path, resolve: u64) -> io::R
     let fd = check(rc)?;
     // SAFETY: on success openat2 returns a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// `openat2(dir, path, O_PATH|O_DIRECTORY|O_CLOEXEC|O_NOFOLLOW, resolve)`: a directory
+/// reached from `dir` under the given RESOLVE_* restrictions.
+pub fn open_dir_beneath(dir: BorrowedFd<'_>, path: &Path, resolve: u64) -> io::Result<OwnedFd> {
+    openat2(dir, path, libc::O_PATH | libc::O_DIRECTORY, resolve)
+}
+
+/// `openat2(dir, path, O_PATH|O_CLOEXEC|O_NOFOLLOW, resolve)`: a file of any type reached
+/// from `dir` under the given RESOLVE_* restrictions (a final symlink is refused).
+pub fn open_path_beneath(dir: BorrowedFd<'_>, path: &Path, resolve: u64) -> io::Result<OwnedFd> {
+    openat2(dir, path, libc::O_PATH, resolve)
+}
+
+/// Like [`open_dir_beneath`], but a readable descriptor (O_RDONLY), e.g. for fchmod.
+pub fn open_dir_readable_beneath(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    openat2(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, resolve)
+}
+
+/// `mkdirat(dir, name, mode)`: creates one directory in `dir` (the umask applies).
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &Path, mode: u32) -> io::Result<()> {
+    let c = cstring(name)?;
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) };
+    check(rc.into()).map(|_| ())
+}
+
+/// The `st_mode` of what `fd` refers to (`fstat`; works on O_PATH descriptors).
+pub fn file_mode(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is a writable stat-sized buffer; fstat fills it on success.
+    let rc = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) };
+    check(rc.into())?;
+    // SAFETY: fstat returned 0, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(st.st_mode)
 }
 
 /// The file system magic (`f_type`) of the file system `fd` is on.
@@ -125,6 +164,25 @@ pub fn mount_tmpfs(target: BorrowedFd<'_>, size: u64) -> io::Result<()> {
             c"tmpfs".as_ptr(),
             libc::MS_NOSUID | libc::MS_NODEV,
             data.as_ptr().cast(),
+        )
+    };
+    check(rc.into()).map(|_| ())
+}
+
+/// Bind-mounts exactly what `source` refers to onto exactly what `target` refers to (both
+/// through `/proc/self/fd`, so no path is resolved again). Not recursive: mounts below the
+/// source are not carried along.
+pub fn bind_mount(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    let (src, dst) = (fd_path(source), fd_path(target));
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call; a bind
+    // mount takes no file system type and no data.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
         )
     };
     check(rc.into()).map(|_| ())

@@ -1,6 +1,6 @@
 //! Judging one check over the gathered evidence. Every rule kind of `cis/*.json` is one arm
 //! here. A verdict is Pass only on evidence that shows the requirement met; a field that
-//! ironlet accepts but does not honour (`config::file::NOT_IMPLEMENTED_FIELDS`, the single
+//! ironlet accepts but does not honour (`config::fields`, the single
 //! source of truth) never passes; a probe that cannot run is Unknown with the reason.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -1401,8 +1401,8 @@ mod tests {
             "makeIPTablesUtilChains",
             "protectKernelDefaults",
         ] {
-            let implemented = fields::disposition(f)
-                .is_none_or(|d| d.disposition == Disposition::Implemented);
+            let implemented =
+                fields::disposition(f).is_none_or(|d| d.disposition == Disposition::Implemented);
             assert_eq!(honoured(f), implemented, "{f}");
         }
         assert!(honoured("podPidsLimit"));

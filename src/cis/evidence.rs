@@ -148,7 +148,7 @@ pub fn parse_run_flags(args: &[String]) -> Result<RunFlags, String> {
     match crate::cli::Cli::try_parse_from(argv) {
         Ok(crate::cli::Cli {
             command: crate::cli::Command::Run(f),
-        }) => Ok(f),
+        }) => Ok(f.into_flags()),
         Ok(_) => Err("not a run command".into()),
         Err(e) => Err(e.to_string().lines().next().unwrap_or("").trim().to_owned()),
     }

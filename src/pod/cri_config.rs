@@ -266,6 +266,20 @@ pub fn expand(input: &str, env: &[(String, String)]) -> String {
     out
 }
 
+/// The subPath binds the container needs before it is created, with subPathExpr expanded
+/// from the same environment the container gets.
+pub fn sub_path_binds(
+    pod: &DesiredPod,
+    c: &Container,
+    node: &NodeContext,
+    pod_ip: &str,
+) -> Result<Vec<crate::volume::SubPathBind>, ConfigError> {
+    let env = environment(c, pod, node, pod_ip)?;
+    crate::volume::sub_path_binds(pod.spec(), c, &pod.uid.0, &env).map_err(|e| ConfigError {
+        message: format!("container {:?}: {}", c.name, e.0),
+    })
+}
+
 pub fn container_config(
     pod: &DesiredPod,
     c: &Container,
@@ -275,17 +289,18 @@ pub fn container_config(
 ) -> Result<api::ContainerConfig, ConfigError> {
     let spec = pod.spec();
     crate::volume::check_supported(spec).map_err(|e| ConfigError { message: e.0 })?;
-    let mounts =
-        crate::volume::mounts(spec, c, &node.pods_dir, &pod.uid.0).map_err(|e| ConfigError {
+    let env = environment(c, pod, node, pod_ip)?;
+    let mounts = crate::volume::mounts(spec, c, &node.pods_dir, &pod.uid.0, &env).map_err(|e| {
+        ConfigError {
             message: format!("container {:?}: {}", c.name, e.0),
-        })?;
+        }
+    })?;
     if c.volume_devices.as_ref().is_some_and(|v| !v.is_empty()) {
         return Err(unsupported(format!(
             "container {:?}: volumeDevices",
             c.name
         )));
     }
-    let env = environment(c, pod, node, pod_ip)?;
     let pod_resources =
         crate::resources::PodResources::from_spec(spec, true).map_err(|e| ConfigError {
             message: e.to_string(),

@@ -230,6 +230,17 @@ impl Manager {
         for uid in orphans {
             self.spawn_orphan(uid);
         }
+        // Pod directories nobody knows any more (no source, no runtime state): their
+        // subPath binds and tmpfs volumes are unmounted and the directories removed.
+        let mut keep: HashSet<String> = wanted.iter().map(|u| u.0.clone()).collect();
+        keep.extend(self.workers.keys().map(|u| u.0.clone()));
+        keep.extend(self.ctx.snapshots.borrow().pods.keys().map(|u| u.0.clone()));
+        let pods_dir = self.ctx.node.pods_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            for (uid, e) in crate::volume::remove_orphaned_pod_dirs(&pods_dir, &keep) {
+                tracing::warn!(pod_uid = %uid, error = %e, "cannot remove an orphaned pod directory");
+            }
+        });
     }
 
     /// Terminates a pod nobody wants. It keeps its name so a wanted pod of the same name

@@ -192,6 +192,19 @@ pub fn validate(pod: &Pod) -> Result<(), ManifestError> {
     validate_dns1123_subdomain(name).map_err(|p| invalid("metadata.name", p))?;
     let namespace = pod.metadata.namespace.as_deref().unwrap_or("");
     validate_dns1123_label(namespace).map_err(|p| invalid("metadata.namespace", p))?;
+    // The UID names the pod's directory (`<root-dir>/pods/<uid>`) and its log directory.
+    // Static pods get theirs after validation; API pods bring one.
+    if let Some(uid) = pod.metadata.uid.as_deref()
+        && !crate::confine::helper::proto::is_pod_uid(uid)
+    {
+        return Err(invalid(
+            "metadata.uid",
+            format!(
+                "{:?} is not a valid UID (1 to 64 ASCII letters, digits or '-')",
+                uid.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
     let spec = pod
         .spec
         .as_ref()
@@ -207,9 +220,14 @@ pub fn validate(pod: &Pod) -> Result<(), ManifestError> {
         .init_containers
         .iter()
         .flatten()
-        .map(|c| ("initContainers", c));
-    let app = spec.containers.iter().map(|c| ("containers", c));
-    for (i, (list, c)) in init.chain(app).enumerate() {
+        .enumerate()
+        .map(|(i, c)| ("initContainers", i, c));
+    let app = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ("containers", i, c));
+    for (list, i, c) in init.chain(app) {
         let field = format!("spec.{list}[{i}]");
         validate_dns1123_label(&c.name).map_err(|p| invalid(format!("{field}.name"), p))?;
         if !names.insert(c.name.as_str()) {
@@ -309,6 +327,8 @@ pub fn validate(pod: &Pod) -> Result<(), ManifestError> {
     if let Some(h) = spec.hostname.as_deref() {
         validate_dns1123_label(h).map_err(|p| invalid("spec.hostname", p))?;
     }
+    // Volume names become host path components; subPaths must stay inside the volume.
+    crate::volume::validate::validate_spec(spec).map_err(|e| invalid(e.field, e.problem))?;
     Ok(())
 }
 
@@ -452,6 +472,32 @@ mod tests {
             (
                 "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers: 7\n",
                 "not a v1 Pod",
+            ),
+            (
+                &format!("{WEB}  volumes:\n  - name: ../x\n    emptyDir: {{}}\n"),
+                "spec.volumes[0].name: \"../x\" is not a DNS-1123 label",
+            ),
+            (
+                &format!(
+                    "{WEB}    volumeMounts:\n    - {{name: d, mountPath: /d, subPath: ../../etc}}\n  volumes:\n  - name: d\n    emptyDir: {{}}\n"
+                ),
+                "spec.containers[0].volumeMounts[0].subPath",
+            ),
+            (
+                &WEB.replace("name: web\n", "name: web\n  uid: ../../x\n"),
+                "metadata.uid",
+            ),
+            (
+                &WEB.replace("name: web\n", "name: web\n  namespace: ../x\n"),
+                "metadata.namespace",
+            ),
+            (
+                &WEB.replace(
+                    "spec:\n",
+                    "spec:\n  initContainers:\n  - name: i\n    image: b:1\n",
+                )
+                .replace("- name: c\n", "- name: c/d\n"),
+                "spec.containers[0].name",
             ),
         ];
         for (content, needle) in cases {

@@ -555,7 +555,17 @@ impl Worker {
             },
         };
         self.retry_after = None;
-        if let Err(e) = crate::volume::prepare(desired.spec(), &node.pods_dir, &desired.uid.0) {
+        let prepared = {
+            let (pod, pods_dir) = (Arc::clone(&desired.pod), node.pods_dir.clone());
+            let uid = desired.uid.0.clone();
+            tokio::task::spawn_blocking(move || match pod.spec.as_ref() {
+                Some(spec) => crate::volume::prepare(spec, &pods_dir, &uid),
+                None => Ok(()),
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        if let Err(e) = prepared {
             tracing::warn!(pod = %name, error = %e, "cannot prepare volumes");
             for s in &plan.start_containers {
                 self.exec_waiting.insert(
@@ -707,7 +717,12 @@ impl Worker {
             Err(e) => tracing::warn!(pod = %name, error = %e, "cannot remove the pod cgroup"),
             Ok(Ok(())) => {}
         }
-        if let Err(e) = crate::volume::remove_pod_dir(&self.ctx.node.pods_dir, &self.uid.0) {
+        let (pods_dir, uid) = (self.ctx.node.pods_dir.clone(), self.uid.0.clone());
+        let removed =
+            tokio::task::spawn_blocking(move || crate::volume::remove_pod_dir(&pods_dir, &uid))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = removed {
             tracing::warn!(pod = %name, error = %e, "cannot remove the pod's volume directory");
         }
         tracing::info!(pod = %name, took_ms = started.elapsed().as_millis() as u64, "pod stopped and removed");
@@ -808,6 +823,25 @@ async fn start_container(
     }
     let config = cri_config::container_config(pod, c, s.attempt, node, pod_ip)
         .map_err(|e| StartError::Other(waiting("CreateContainerConfigError", e.message)))?;
+    // subPaths are resolved anew at every start, beneath their volume and following no
+    // symlink, and bound by the helper onto the targets the config names.
+    let binds = cri_config::sub_path_binds(pod, c, node, pod_ip)
+        .map_err(|e| StartError::Other(waiting("CreateContainerConfigError", e.message)))?;
+    if !binds.is_empty() {
+        let pods_dir = node.pods_dir.clone();
+        let bound = tokio::task::spawn_blocking(move || {
+            crate::volume::subpath::bind_all(&pods_dir, &binds)
+        })
+        .await
+        .unwrap_or_else(|e| Err(crate::volume::VolumeError(e.to_string())));
+        if let Err(e) = bound {
+            tracing::warn!(pod = %pod.full_name, container = %c.name, error = %e, "subPath refused");
+            return Err(StartError::Other(waiting(
+                "CreateContainerConfigError",
+                format!("container {:?}: {e}", c.name),
+            )));
+        }
+    }
     let log_dir = std::path::Path::new(&sandbox_config.log_directory).join(&c.name);
     if let Err(e) = tokio::fs::create_dir_all(&log_dir).await {
         return Err(StartError::Other(waiting(

@@ -2,16 +2,24 @@
 //! `<root-dir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`. A memory-medium emptyDir
 //! is a tmpfs (size = sizeLimit, else the kernel default), which the confined agent cannot
 //! mount itself: the privileged mount helper ([`crate::confine::helper`]) mounts it and
-//! unmounts it before the pod directory is removed. Other volume types come later.
-//! Anything unsupported is refused by name, never silently dropped.
+//! unmounts it before the pod directory is removed. subPath and subPathExpr mounts are
+//! resolved without following symlinks and bind-mounted by the helper at every container
+//! start ([`subpath`]); names and subPaths are checked at parse time ([`validate`]). Other
+//! volume types come later. Anything unsupported is refused by name, never silently
+//! dropped.
+
+pub mod subpath;
+pub mod validate;
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, Volume, VolumeMount};
 
-use crate::confine::helper::proto::VolumePath;
+use crate::confine::helper::proto::{SubPath, SubPathMount, VolumePath};
 use crate::cri::api;
+pub use subpath::{SubPathBind, sub_path_target};
+use validate::Propagation;
 
 pub const EMPTY_DIR_PLUGIN: &str = "kubernetes.io~empty-dir";
 
@@ -71,33 +79,61 @@ pub fn check_supported(spec: &PodSpec) -> Result<(), VolumeError> {
     Ok(())
 }
 
-/// A subPath must stay inside its volume: relative, no `..`.
-fn check_sub_path(sub: &str) -> Result<(), String> {
-    let p = Path::new(sub);
-    if p.is_absolute() || p.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(format!(
-            "subPath {sub:?} must be relative and must not contain '..'"
-        ));
+/// The subPath a mount asks for, with subPathExpr expanded from the container's
+/// environment (upstream's `$(VAR)` rules, the same expansion as command and args). None
+/// mounts the whole volume.
+fn effective_sub_path(
+    m: &VolumeMount,
+    env: &[(String, String)],
+) -> Result<Option<SubPath>, VolumeError> {
+    let name = &m.name;
+    let sub = m.sub_path.as_deref().filter(|s| !s.is_empty());
+    let expr = m.sub_path_expr.as_deref().filter(|s| !s.is_empty());
+    match (sub, expr) {
+        (Some(_), Some(_)) => Err(VolumeError(format!(
+            "volumeMount {name:?}: subPath and subPathExpr are mutually exclusive"
+        ))),
+        (Some(s), None) => SubPath::parse(s)
+            .map(Some)
+            .map_err(|e| VolumeError(format!("volumeMount {name:?}: {e}"))),
+        (None, Some(x)) => {
+            let expanded = crate::pod::cri_config::expand(x, env);
+            if expanded.is_empty() {
+                return Ok(None);
+            }
+            SubPath::parse(&expanded).map(Some).map_err(|e| {
+                VolumeError(format!(
+                    "volumeMount {name:?}: subPathExpr {x:?} expands to {expanded:?}: {e}"
+                ))
+            })
+        }
+        (None, None) => Ok(None),
     }
-    Ok(())
 }
 
-/// The CRI mounts for a container's volumeMounts.
-pub fn mounts(
+fn privileged(c: &Container) -> bool {
+    c.security_context
+        .as_ref()
+        .and_then(|s| s.privileged)
+        .unwrap_or(false)
+}
+
+/// One volumeMount, decided: where the runtime finds it and what must be bound first.
+struct Planned {
+    cri: api::Mount,
+    bind: Option<SubPathBind>,
+}
+
+fn plan(
     spec: &PodSpec,
     c: &Container,
     pods_dir: &Path,
     uid: &str,
-) -> Result<Vec<api::Mount>, VolumeError> {
+    env: &[(String, String)],
+) -> Result<Vec<Planned>, VolumeError> {
     let mut out = Vec::new();
-    for VolumeMount {
-        name,
-        mount_path,
-        read_only,
-        sub_path,
-        ..
-    } in c.volume_mounts.iter().flatten()
-    {
+    for (index, m) in c.volume_mounts.iter().flatten().enumerate() {
+        let name = &m.name;
         let v = spec
             .volumes
             .iter()
@@ -112,23 +148,90 @@ pub fn mounts(
                 volume_kind(v)
             )));
         }
-        let mut host = empty_dir_path(pods_dir, uid, name);
-        if let Some(sub) = sub_path.as_deref().filter(|s| !s.is_empty()) {
-            check_sub_path(sub).map_err(|p| VolumeError(format!("volumeMount {name:?}: {p}")))?;
-            host = host.join(sub);
+        let propagation = match Propagation::parse(m.mount_propagation.as_deref())
+            .map_err(|p| VolumeError(format!("volumeMount {name:?}: mountPropagation {p}")))?
+        {
+            Propagation::None => api::MountPropagation::PropagationPrivate,
+            Propagation::HostToContainer => api::MountPropagation::PropagationHostToContainer,
+            Propagation::Bidirectional if privileged(c) => {
+                api::MountPropagation::PropagationBidirectional
+            }
+            Propagation::Bidirectional => {
+                return Err(VolumeError(format!(
+                    "volumeMount {name:?}: mountPropagation Bidirectional is available only to \
+                     privileged containers"
+                )));
+            }
+        };
+        if m.recursive_read_only.as_deref() == Some("Enabled") {
+            return Err(VolumeError(format!(
+                "volumeMount {name:?}: recursiveReadOnly Enabled is not supported by this \
+                 ironlet version"
+            )));
         }
-        out.push(api::Mount {
-            container_path: mount_path.clone(),
-            host_path: host.to_string_lossy().into_owned(),
-            readonly: read_only.unwrap_or(false),
-            ..Default::default()
+        let index =
+            u32::try_from(index).map_err(|_| VolumeError("too many volumeMounts".into()))?;
+        let (host, bind) = match effective_sub_path(m, env)? {
+            Some(sub_path) => {
+                let volume = VolumePath::new(uid, EMPTY_DIR_PLUGIN, name)
+                    .map_err(|e| VolumeError(format!("volumeMount {name:?}: {e}")))?;
+                let mount = SubPathMount::new(volume, &c.name, index)
+                    .map_err(|e| VolumeError(format!("volumeMount {name:?}: {e}")))?;
+                (
+                    sub_path_target(pods_dir, uid, name, &c.name, index),
+                    Some(SubPathBind { mount, sub_path }),
+                )
+            }
+            None => (empty_dir_path(pods_dir, uid, name), None),
+        };
+        out.push(Planned {
+            cri: api::Mount {
+                container_path: m.mount_path.clone(),
+                host_path: host.to_string_lossy().into_owned(),
+                readonly: m.read_only.unwrap_or(false),
+                propagation: propagation as i32,
+                ..Default::default()
+            },
+            bind,
         });
     }
     Ok(out)
 }
 
+/// The CRI mounts for a container's volumeMounts. A subPath mount points at its bind
+/// target under `<pod>/volume-subpaths/`, never into the volume: [`sub_path_binds`] says
+/// what must be bound there before the container is created. `env` is the container's
+/// environment, for subPathExpr.
+pub fn mounts(
+    spec: &PodSpec,
+    c: &Container,
+    pods_dir: &Path,
+    uid: &str,
+    env: &[(String, String)],
+) -> Result<Vec<api::Mount>, VolumeError> {
+    Ok(plan(spec, c, pods_dir, uid, env)?
+        .into_iter()
+        .map(|p| p.cri)
+        .collect())
+}
+
+/// The subPath binds a container needs, in volumeMount order (run them with
+/// [`subpath::bind_all`] on the blocking pool).
+pub fn sub_path_binds(
+    spec: &PodSpec,
+    c: &Container,
+    uid: &str,
+    env: &[(String, String)],
+) -> Result<Vec<SubPathBind>, VolumeError> {
+    Ok(plan(spec, c, Path::new(""), uid, env)?
+        .into_iter()
+        .filter_map(|p| p.bind)
+        .collect())
+}
+
 /// Creates the pod's emptyDir directories (mode 0777, as upstream, so any container user
-/// can write) and the subPath directories its containers mount.
+/// can write). subPath directories are made at each container start, beneath the volume
+/// ([`subpath::bind_all`]), never here through a path. Blocking.
 pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()> {
     for v in spec
         .volumes
@@ -163,17 +266,6 @@ pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()
             helper
                 .mount_tmpfs(path, size)
                 .map_err(|e| std::io::Error::other(format!("volume {:?}: {e}", v.name)))?;
-        }
-    }
-    let all = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten());
-    for m in all.flat_map(|c| c.volume_mounts.iter().flatten()) {
-        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty())
-            && check_sub_path(sub).is_ok()
-        {
-            std::fs::create_dir_all(empty_dir_path(pods_dir, uid, &m.name).join(sub))?;
         }
     }
     Ok(())
@@ -216,15 +308,51 @@ fn unmount_memory_volumes(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes everything the node kept for a terminated pod, unmounting its tmpfs volumes
-/// first.
+/// Removes everything the node kept for a terminated pod: its subPath binds and tmpfs
+/// volumes are unmounted first, and nothing is removed while anything is still mounted
+/// below the pod directory (a recursive removal must never reach through a mount).
+/// Blocking.
 pub fn remove_pod_dir(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
+    subpath::unmount_all(pods_dir, uid)?;
     unmount_memory_volumes(pods_dir, uid)?;
     let dir = pod_dir(pods_dir, uid);
+    let left = subpath::mounts_below(&dir)?;
+    if !left.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "{} is not removed: still mounted below it: {}",
+            dir.display(),
+            left.join(", ")
+        )));
+    }
     match std::fs::remove_dir_all(&dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
     }
+}
+
+/// Removes the directories of pods that neither a source nor the runtime knows any more
+/// (left by an agent that stopped before it could clean up), unmounting their subPath binds
+/// and tmpfs volumes first. Directories that are not pod UIDs are left alone. Blocking;
+/// returns what failed.
+pub fn remove_orphaned_pod_dirs(
+    pods_dir: &Path,
+    keep: &std::collections::HashSet<String>,
+) -> Vec<(String, std::io::Error)> {
+    let Ok(entries) = std::fs::read_dir(pods_dir) else {
+        return Vec::new();
+    };
+    let mut failed = Vec::new();
+    for e in entries.flatten() {
+        let uid = e.file_name().to_string_lossy().into_owned();
+        if keep.contains(&uid) || !crate::confine::helper::proto::is_pod_uid(&uid) {
+            continue;
+        }
+        match remove_pod_dir(pods_dir, &uid) {
+            Ok(()) => tracing::info!(pod_uid = %uid, "removed the directory of an orphaned pod"),
+            Err(e) => failed.push((uid, e)),
+        }
+    }
+    failed
 }
 
 #[cfg(test)]
@@ -240,17 +368,72 @@ mod tests {
         let s = spec(
             "containers:\n- name: c\n  volumeMounts:\n  - {name: data, mountPath: /data}\n  - {name: data, mountPath: /sub, subPath: a/b, readOnly: true}\nvolumes:\n- name: data\n  emptyDir: {}\n",
         );
-        let m = mounts(&s, &s.containers[0], Path::new("/r/pods"), "u1").unwrap();
+        let m = mounts(&s, &s.containers[0], Path::new("/r/pods"), "u1", &[]).unwrap();
         assert_eq!(
             m[0].host_path,
             "/r/pods/u1/volumes/kubernetes.io~empty-dir/data"
         );
         assert_eq!(m[0].container_path, "/data");
         assert_eq!(
-            m[1].host_path,
-            "/r/pods/u1/volumes/kubernetes.io~empty-dir/data/a/b"
+            m[0].propagation,
+            api::MountPropagation::PropagationPrivate as i32
         );
+        // The runtime gets the bind target, never a path into the volume.
+        assert_eq!(m[1].host_path, "/r/pods/u1/volume-subpaths/data/c/1");
         assert!(m[1].readonly);
+        let b = sub_path_binds(&s, &s.containers[0], "u1", &[]).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].mount.target(), "u1/volume-subpaths/data/c/1");
+        assert_eq!(b[0].sub_path.as_str(), "a/b");
+    }
+
+    #[test]
+    fn sub_path_expr_expands_the_container_environment() {
+        let s = spec(
+            "containers:\n- name: c\n  volumeMounts:\n  - {name: data, mountPath: /d, subPathExpr: 'logs/$(POD)/$(NOPE)'}\n  - {name: data, mountPath: /e, subPathExpr: '$(EMPTY)'}\n  - {name: data, mountPath: /f, subPathExpr: '$(UP)'}\nvolumes:\n- name: data\n  emptyDir: {}\n",
+        );
+        let env = [("POD".to_string(), "web-1".to_string())];
+        // Undefined references stay as written: plain names, not a way out.
+        let b = sub_path_binds(&s, &s.containers[0], "u1", &env).unwrap();
+        let subs: Vec<_> = b.iter().map(|b| b.sub_path.as_str()).collect();
+        assert_eq!(subs, ["logs/web-1/$(NOPE)", "$(EMPTY)", "$(UP)"]);
+        let env = [
+            ("POD".to_string(), "web-1".to_string()),
+            ("EMPTY".to_string(), String::new()),
+            ("UP".to_string(), "../../etc".to_string()),
+        ];
+        let e = sub_path_binds(&s, &s.containers[0], "u1", &env).unwrap_err();
+        assert!(e.0.contains("expands to \"../../etc\""), "{e}");
+        let env = [
+            ("POD".to_string(), "web-1".to_string()),
+            ("EMPTY".to_string(), String::new()),
+            ("UP".to_string(), "x".to_string()),
+        ];
+        let m = mounts(&s, &s.containers[0], Path::new("/r"), "u1", &env).unwrap();
+        assert_eq!(m[0].host_path, "/r/u1/volume-subpaths/data/c/0");
+        // An empty expansion mounts the whole volume, as upstream.
+        assert_eq!(m[1].host_path, "/r/u1/volumes/kubernetes.io~empty-dir/data");
+        let b = sub_path_binds(&s, &s.containers[0], "u1", &env).unwrap();
+        assert_eq!(b[0].sub_path.as_str(), "logs/web-1/$(NOPE)");
+        assert_eq!(b[1].sub_path.as_str(), "x");
+    }
+
+    #[test]
+    fn propagation_maps_to_the_cri_and_bidirectional_needs_privileged() {
+        let yaml = "containers:\n- name: c\n  PRIV\n  volumeMounts:\n  - {name: d, mountPath: /a, mountPropagation: HostToContainer}\n  - {name: d, mountPath: /b, mountPropagation: Bidirectional}\nvolumes:\n- name: d\n  emptyDir: {}\n";
+        let s = spec(&yaml.replace("PRIV", "securityContext: {privileged: true}"));
+        let m = mounts(&s, &s.containers[0], Path::new("/r"), "u", &[]).unwrap();
+        assert_eq!(
+            m[0].propagation,
+            api::MountPropagation::PropagationHostToContainer as i32
+        );
+        assert_eq!(
+            m[1].propagation,
+            api::MountPropagation::PropagationBidirectional as i32
+        );
+        let s = spec(&yaml.replace("PRIV", "securityContext: {privileged: false}"));
+        let e = mounts(&s, &s.containers[0], Path::new("/r"), "u", &[]).unwrap_err();
+        assert!(e.0.contains("mountPropagation Bidirectional"), "{e}");
     }
 
     #[test]
@@ -265,10 +448,10 @@ mod tests {
         let s = spec(
             "containers:\n- name: c\n  volumeMounts:\n  - {name: d, mountPath: /d, subPath: ../../etc}\nvolumes:\n- name: d\n  emptyDir: {}\n",
         );
-        let e = mounts(&s, &s.containers[0], Path::new("/r"), "u").unwrap_err();
+        let e = mounts(&s, &s.containers[0], Path::new("/r"), "u", &[]).unwrap_err();
         assert!(e.0.contains("'..'"), "{e}");
         let s = spec("containers:\n- name: c\n  volumeMounts:\n  - {name: nope, mountPath: /d}\n");
-        assert!(mounts(&s, &s.containers[0], Path::new("/r"), "u").is_err());
+        assert!(mounts(&s, &s.containers[0], Path::new("/r"), "u", &[]).is_err());
     }
 
     #[test]
@@ -283,9 +466,25 @@ mod tests {
             std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o777
         );
-        assert!(dir.join("x").is_dir());
+        // subPath directories are not made through a path here any more.
+        assert!(!dir.join("x").exists());
         remove_pod_dir(root.path(), "u").unwrap();
         assert!(!pod_dir(root.path(), "u").exists());
         remove_pod_dir(root.path(), "u").unwrap();
+    }
+
+    #[test]
+    fn orphaned_pod_dirs_go_and_kept_ones_stay() {
+        let root = tempfile::tempdir().unwrap();
+        let s = spec("containers:\n- name: c\nvolumes:\n- name: d\n  emptyDir: {}\n");
+        for uid in ["kept", "orphan"] {
+            prepare(&s, root.path(), uid).unwrap();
+        }
+        std::fs::create_dir(root.path().join("not.a.uid")).unwrap();
+        let keep = std::collections::HashSet::from(["kept".to_string()]);
+        assert!(remove_orphaned_pod_dirs(root.path(), &keep).is_empty());
+        assert!(pod_dir(root.path(), "kept").exists());
+        assert!(!pod_dir(root.path(), "orphan").exists());
+        assert!(root.path().join("not.a.uid").exists());
     }
 }

@@ -1,6 +1,7 @@
 //! The privileged mount helper: a small process, started before the agent confines itself,
 //! that keeps CAP_SYS_ADMIN (and nothing else) to mount and unmount tmpfs beneath the
-//! pods' volume directories. A landlocked process cannot mount; this one is not
+//! pods' volume directories, and to bind a subPath it resolved itself beneath its volume
+//! onto `<uid>/volume-subpaths/<volume>/<container>/<index>` (and unmount it). A landlocked process cannot mount; this one is not
 //! landlocked, so it is kept tiny instead:
 //!
 //! - it is the agent's binary re-executed (`ironlet mount-helper`), so it starts with one
@@ -24,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use proto::{DecodeError, Request, Status, VolumePath};
+use proto::{DecodeError, Request, Status, SubPath, SubPathMount, VolumePath};
 
 /// The running agent's helper, set once at start.
 static HELPER: OnceLock<HelperClient> = OnceLock::new();
@@ -100,6 +101,17 @@ impl HelperClient {
         self.call(&Request::Unmount { path })
     }
 
+    /// Binds `sub_path` of the volume onto the mount's target; the helper resolves it
+    /// itself, beneath the volume, following no symlink. Blocking.
+    pub fn bind_sub_path(&self, mount: SubPathMount, sub_path: SubPath) -> Result<(), HelperError> {
+        self.call(&Request::BindSubPath { mount, sub_path })
+    }
+
+    /// Detaches whatever is mounted on the mount's target (nothing is fine). Blocking.
+    pub fn unmount_sub_path(&self, mount: SubPathMount) -> Result<(), HelperError> {
+        self.call(&Request::UnmountSubPath { mount })
+    }
+
     fn call(&self, req: &Request) -> Result<(), HelperError> {
         let mut s = self.stream.lock().unwrap_or_else(|p| p.into_inner());
         s.write_all(&proto::encode_request(req))?;
@@ -126,6 +138,38 @@ const RESOLVE: u64 = libc::RESOLVE_BENEATH
     | libc::RESOLVE_NO_XDEV;
 
 const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// How many mounts stacked on one subPath target an unmount peels off at most.
+const MAX_STACKED: usize = 16;
+
+/// Why resolving a subPath failed, in the words a pod author understands.
+fn resolve_problem(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) => "a component is a symlink (symlinks are never followed)".into(),
+        Some(libc::EXDEV) => "it crosses a mount point or leaves the volume".into(),
+        Some(libc::ENOENT) => "it does not exist".into(),
+        Some(libc::ENOTDIR) => "a parent component is not a directory".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// What a subPath may be: a directory or a regular file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+}
+
+fn kind_of(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Result<Kind, String>> {
+    let mode = crate::sys::file_mode(fd)?;
+    Ok(match mode & libc::S_IFMT {
+        libc::S_IFDIR => Ok(Kind::Dir),
+        libc::S_IFREG => Ok(Kind::File),
+        // O_PATH | O_NOFOLLOW hands back a final symlink itself; it is never followed.
+        libc::S_IFLNK => Err("a symlink (symlinks are never followed)".into()),
+        other => Err(format!("file type {other:#o}")),
+    })
+}
 
 /// The helper's side: executes requests against the pods directory `pods`.
 pub struct Server {
@@ -210,6 +254,147 @@ impl Server {
                     Err(e) => (Status::Failed, format!("unmount {}: {e}", path.relative())),
                 }
             }
+            Request::BindSubPath { mount, sub_path } => self.bind_sub_path(mount, sub_path),
+            Request::UnmountSubPath { mount } => self.unmount_sub_path(mount),
+        }
+    }
+
+    /// The volume directory itself (a tmpfs emptyDir is a mount root, so the last step may
+    /// cross into it; everything above it may not).
+    fn volume(&self, v: &VolumePath) -> std::io::Result<OwnedFd> {
+        let parent = self.parent(v)?;
+        crate::sys::open_dir_beneath(
+            parent.as_fd(),
+            Path::new(&v.name),
+            RESOLVE & !libc::RESOLVE_NO_XDEV,
+        )
+    }
+
+    /// The directory holding the mount's target (`<uid>/volume-subpaths/<volume>/<container>`),
+    /// on the pods' own mount, with no symlink anywhere.
+    fn target_parent(&self, m: &SubPathMount) -> std::io::Result<OwnedFd> {
+        crate::sys::open_dir_beneath(self.pods.as_fd(), Path::new(&m.target_parent()), RESOLVE)
+    }
+
+    /// Resolves the subPath now, from the volume's descriptor (RESOLVE_BENEATH,
+    /// NO_SYMLINKS, NO_MAGICLINKS, NO_XDEV: a symlink planted anywhere on the way, a `..`
+    /// or a mount inside the volume all fail), and binds the resolved descriptor onto the
+    /// target through /proc/self/fd. A swap after the resolution changes nothing: the
+    /// mount source is the descriptor, not a path (CVE-2021-25741).
+    fn bind_sub_path(&self, m: &SubPathMount, sub: &SubPath) -> (Status, String) {
+        let what = format!(
+            "volume {:?} subPath {:?} for {}",
+            m.volume.name,
+            sub.as_str(),
+            m.target()
+        );
+        let volume = match self.volume(&m.volume) {
+            Ok(v) => v,
+            Err(e) => return (Status::Refused, format!("{what}: volume: {e}")),
+        };
+        let source =
+            match crate::sys::open_path_beneath(volume.as_fd(), Path::new(sub.as_str()), RESOLVE) {
+                Ok(s) => s,
+                Err(e) => {
+                    return (
+                        Status::Refused,
+                        format!(
+                            "{what}: cannot resolve beneath the volume: {}",
+                            resolve_problem(&e)
+                        ),
+                    );
+                }
+            };
+        let source_kind = match kind_of(source.as_fd()) {
+            Ok(Ok(k)) => k,
+            Ok(Err(t)) => {
+                return (
+                    Status::Refused,
+                    format!("{what}: a subPath must be a directory or a regular file, not {t}"),
+                );
+            }
+            Err(e) => return (Status::Failed, format!("{what}: {e}")),
+        };
+        let parent = match self.target_parent(m) {
+            Ok(p) => p,
+            Err(e) => return (Status::Refused, format!("{what}: target directory: {e}")),
+        };
+        // NO_XDEV on the last step: a target that is still a mount point is refused (the
+        // agent unmounts it first, so every start binds a fresh resolution).
+        let target = match crate::sys::open_path_beneath(
+            parent.as_fd(),
+            Path::new(&m.index.to_string()),
+            RESOLVE,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                return (
+                    Status::Refused,
+                    format!("{what}: target: {}", resolve_problem(&e)),
+                );
+            }
+        };
+        match kind_of(target.as_fd()) {
+            Ok(Ok(k)) if k == source_kind => {}
+            Ok(_) => {
+                return (
+                    Status::Refused,
+                    format!("{what}: the target is not a {source_kind:?} like the source"),
+                );
+            }
+            Err(e) => return (Status::Failed, format!("{what}: {e}")),
+        }
+        match crate::sys::bind_mount(source.as_fd(), target.as_fd()) {
+            Ok(()) => (Status::Ok, format!("bound {what}")),
+            Err(e) => (Status::Failed, format!("{what}: bind mount: {e}")),
+        }
+    }
+
+    /// Detaches every mount stacked on the target; a missing target or none is fine.
+    fn unmount_sub_path(&self, m: &SubPathMount) -> (Status, String) {
+        let target = m.target();
+        let parent = match self.target_parent(m) {
+            Ok(p) => p,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                return (Status::Ok, format!("nothing mounted on {target}"));
+            }
+            Err(e) => return (Status::Refused, format!("{target}: target directory: {e}")),
+        };
+        let name = m.index.to_string();
+        let mut detached = 0;
+        while detached < MAX_STACKED {
+            match crate::sys::open_path_beneath(parent.as_fd(), Path::new(&name), RESOLVE) {
+                // Reached without crossing a mount: nothing (more) is mounted on it.
+                Ok(_) => break,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+                Err(e) => {
+                    return (
+                        Status::Refused,
+                        format!("{target}: {}", resolve_problem(&e)),
+                    );
+                }
+            }
+            let top = match crate::sys::open_path_beneath(
+                parent.as_fd(),
+                Path::new(&name),
+                RESOLVE & !libc::RESOLVE_NO_XDEV,
+            ) {
+                Ok(t) => t,
+                Err(e) => return (Status::Failed, format!("{target}: {e}")),
+            };
+            if let Err(e) = crate::sys::unmount_detach(top.as_fd()) {
+                return (Status::Failed, format!("unmount {target}: {e}"));
+            }
+            detached += 1;
+        }
+        match detached {
+            0 => (Status::Ok, format!("nothing mounted on {target}")),
+            MAX_STACKED => (
+                Status::Failed,
+                format!("{target}: more than {MAX_STACKED} stacked mounts"),
+            ),
+            n => (Status::Ok, format!("unmounted {target} ({n} mount(s))")),
         }
     }
 

@@ -1,37 +1,84 @@
-//! The mount helper's wire format, version 1. Fixed layout, big-endian, length-prefixed;
+//! The mount helper's wire format, version 2. Fixed layout, big-endian, length-prefixed;
 //! pure and fuzzed (`fuzz/fuzz_targets/helper_proto.rs`).
 //!
 //! Request frame:
 //! ```text
-//! u32 length of the rest (26 + path length, at most MAX_FRAME)
-//! "ILMH"  u8 version (1)  u8 op (1 = mount tmpfs, 2 = unmount)
-//! u64 size in bytes (mount: 0 = kernel default; unmount: must be 0)
-//! u16 path length  u8[] path
+//! u32 length of the rest (30 + the three string lengths, at most MAX_FRAME)
+//! "ILMH"  u8 version (2)  u8 op (1 mount tmpfs, 2 unmount tmpfs, 3 bind subPath,
+//!                                4 unmount subPath)
+//! u64 size in bytes (op 1: 0 = kernel default; other ops: must be 0)
+//! u32 index of the volumeMount in its container (ops 3 and 4; others: must be 0)
+//! u16 path length  u16 container length  u16 subPath length
+//! 6 reserved zero bytes
+//! u8[] path  u8[] container  u8[] subPath
 //! ```
-//! (the 26 counts 4 magic + 1 version + 1 op + 8 size + 2 path length + 10 reserved zero
-//! bytes that follow the path length, keeping room for later fields in version 1 frames).
 //!
 //! The path is relative to the pods directory and must have exactly the shape
-//! `<pod uid>/volumes/<plugin>/<volume name>`; anything else is refused here, before the
-//! helper resolves it beneath the pods directory.
+//! `<pod uid>/volumes/<plugin>/<volume name>`. Ops 3 and 4 also name the container (a
+//! DNS-1123 label) and the index; their target is
+//! `<pod uid>/volume-subpaths/<volume name>/<container>/<index>` (upstream's layout). Op 3
+//! carries the subPath: relative, no `..`, no empty or `.` component, no NUL. Ops 1 and 2
+//! carry no container and no subPath; op 4 no subPath. Anything else is refused here,
+//! before the helper resolves anything beneath the pods directory. Only canonical frames
+//! decode (a decoded request re-encodes to the same bytes).
 //!
 //! Response frame: `u32 length`, "ILMH", u8 version, u8 status (0 ok, 1 refused, 2
 //! failed), u16 message length, message (UTF-8).
 
 pub const MAGIC: &[u8; 4] = b"ILMH";
-pub const VERSION: u8 = 1;
+/// 2: subPath binds (ops 3 and 4) and their fields. Agent and helper are one binary, so a
+/// version mismatch means a stale helper: it is refused, never guessed at.
+pub const VERSION: u8 = 2;
 pub const MAX_PATH: usize = 512;
-const FIXED: usize = 4 + 1 + 1 + 8 + 2 + 10;
-pub const MAX_FRAME: usize = FIXED + MAX_PATH;
+/// Container names are DNS-1123 labels.
+pub const MAX_CONTAINER: usize = 63;
+/// Longer subPaths are refused (upstream has no limit; 1 KiB is far beyond real use).
+pub const MAX_SUB_PATH: usize = 1024;
+const FIXED: usize = 4 + 1 + 1 + 8 + 4 + 2 + 2 + 2 + 6;
+pub const MAX_FRAME: usize = FIXED + MAX_PATH + MAX_CONTAINER + MAX_SUB_PATH;
 pub const MAX_MESSAGE: usize = 1024;
 
 /// Volume plugins whose directories the helper may mount on.
 pub const PLUGINS: &[&str] = &["kubernetes.io~empty-dir"];
 
+/// The directory below a pod's directory that holds subPath bind targets (upstream's).
+pub const SUB_PATHS_DIR: &str = "volume-subpaths";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    MountTmpfs { path: VolumePath, size: u64 },
-    Unmount { path: VolumePath },
+    MountTmpfs {
+        path: VolumePath,
+        size: u64,
+    },
+    Unmount {
+        path: VolumePath,
+    },
+    /// Resolve `sub_path` beneath the volume without following any symlink, then bind it
+    /// onto the mount's target.
+    BindSubPath {
+        mount: SubPathMount,
+        sub_path: SubPath,
+    },
+    /// Detach whatever is mounted on the mount's target (nothing mounted is not an error).
+    UnmountSubPath {
+        mount: SubPathMount,
+    },
+}
+
+/// Whether `s` is a DNS-1123 label, as the API requires of volume and container names.
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Whether `s` may name a pod's directory: API UIDs (RFC 4122) and ironlet's hex static
+/// UIDs pass; nothing with a `/`, `.` or other separator does.
+pub fn is_pod_uid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// `<pod uid>/volumes/<plugin>/<volume name>`, checked.
@@ -44,24 +91,13 @@ pub struct VolumePath {
 
 impl VolumePath {
     pub fn new(uid: &str, plugin: &str, name: &str) -> Result<VolumePath, DecodeError> {
-        let ok_uid = !uid.is_empty()
-            && uid.len() <= 64
-            && uid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-        if !ok_uid {
+        if !is_pod_uid(uid) {
             return Err(DecodeError::BadPath(format!("pod uid {uid:?}")));
         }
         if !PLUGINS.contains(&plugin) {
             return Err(DecodeError::BadPath(format!("volume plugin {plugin:?}")));
         }
-        // A DNS-1123 label, as the API requires of volume names.
-        let ok_name = !name.is_empty()
-            && name.len() <= 63
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !name.starts_with('-')
-            && !name.ends_with('-');
-        if !ok_name {
+        if !is_dns_label(name) {
             return Err(DecodeError::BadPath(format!("volume name {name:?}")));
         }
         Ok(VolumePath {
@@ -87,6 +123,97 @@ impl VolumePath {
     }
 }
 
+/// One subPath mount of one container: the volume, the container (a DNS-1123 label) and
+/// the index of the volumeMount in the container's list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubPathMount {
+    pub volume: VolumePath,
+    pub container: String,
+    pub index: u32,
+}
+
+impl SubPathMount {
+    pub fn new(volume: VolumePath, container: &str, index: u32) -> Result<Self, DecodeError> {
+        if !is_dns_label(container) {
+            return Err(DecodeError::BadPath(format!(
+                "container name {container:?}"
+            )));
+        }
+        Ok(SubPathMount {
+            volume,
+            container: container.into(),
+            index,
+        })
+    }
+
+    /// `<uid>/volume-subpaths/<volume>/<container>`, below the pods directory.
+    pub fn target_parent(&self) -> String {
+        format!(
+            "{}/{SUB_PATHS_DIR}/{}/{}",
+            self.volume.uid, self.volume.name, self.container
+        )
+    }
+
+    /// `<uid>/volume-subpaths/<volume>/<container>/<index>`, below the pods directory.
+    pub fn target(&self) -> String {
+        format!("{}/{}", self.target_parent(), self.index)
+    }
+}
+
+/// A subPath: a relative path inside a volume, kept in normal form (components joined by
+/// `/`, none empty, `.` or `..`, no NUL). It says nothing about symlinks: those are the
+/// resolver's job (openat2 RESOLVE_NO_SYMLINKS), at the moment of use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubPath(String);
+
+impl SubPath {
+    /// Normalises `s` (drops empty and `.` components) and refuses what could leave the
+    /// volume: an absolute path, a `..` component, a NUL, or nothing left at all.
+    pub fn parse(s: &str) -> Result<SubPath, DecodeError> {
+        if s.starts_with('/') {
+            return Err(DecodeError::BadPath(format!(
+                "subPath {s:?} must be a relative path"
+            )));
+        }
+        if s.contains('\0') {
+            return Err(DecodeError::BadPath("subPath contains a NUL byte".into()));
+        }
+        let mut parts = Vec::new();
+        for c in s.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    return Err(DecodeError::BadPath(format!(
+                        "subPath {s:?} must not contain '..'"
+                    )));
+                }
+                c => parts.push(c),
+            }
+        }
+        let norm = parts.join("/");
+        if norm.is_empty() {
+            return Err(DecodeError::BadPath(format!(
+                "subPath {s:?} names no path inside the volume"
+            )));
+        }
+        if norm.len() > MAX_SUB_PATH {
+            return Err(DecodeError::BadPath(format!(
+                "subPath is {} bytes; at most {MAX_SUB_PATH} are allowed",
+                norm.len()
+            )));
+        }
+        Ok(SubPath(norm))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("frame is {0} bytes; at most {MAX_FRAME} are allowed")]
@@ -101,11 +228,15 @@ pub enum DecodeError {
     Op(u8),
     #[error("reserved bytes are not zero")]
     Reserved,
-    #[error("trailing bytes after the path")]
+    #[error("trailing bytes after the strings")]
     Trailing,
-    #[error("unmount takes no size")]
-    SizeOnUnmount,
-    #[error("path is not UTF-8")]
+    #[error("operation {0} takes no size")]
+    UnexpectedSize(u8),
+    #[error("operation {0} takes no {1}")]
+    UnexpectedField(u8, &'static str),
+    #[error("operation {0} needs a {1}")]
+    MissingField(u8, &'static str),
+    #[error("string is not UTF-8")]
     NotUtf8,
     #[error("refused path: {0}")]
     BadPath(String),
@@ -113,20 +244,41 @@ pub enum DecodeError {
 
 /// Encodes a request as a whole frame (length prefix included).
 pub fn encode_request(req: &Request) -> Vec<u8> {
-    let (op, size, path) = match req {
-        Request::MountTmpfs { path, size } => (1u8, *size, path.relative()),
-        Request::Unmount { path } => (2u8, 0, path.relative()),
+    let (op, size, index, path, container, sub): (u8, u64, u32, String, &str, &str) = match req {
+        Request::MountTmpfs { path, size } => (1, *size, 0, path.relative(), "", ""),
+        Request::Unmount { path } => (2, 0, 0, path.relative(), "", ""),
+        Request::BindSubPath { mount, sub_path } => (
+            3,
+            0,
+            mount.index,
+            mount.volume.relative(),
+            &mount.container,
+            sub_path.as_str(),
+        ),
+        Request::UnmountSubPath { mount } => (
+            4,
+            0,
+            mount.index,
+            mount.volume.relative(),
+            &mount.container,
+            "",
+        ),
     };
-    let body_len = FIXED + path.len();
+    let body_len = FIXED + path.len() + container.len() + sub.len();
     let mut out = Vec::with_capacity(4 + body_len);
     out.extend_from_slice(&(body_len as u32).to_be_bytes());
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(op);
     out.extend_from_slice(&size.to_be_bytes());
-    out.extend_from_slice(&(path.len() as u16).to_be_bytes());
-    out.extend_from_slice(&[0; 10]);
-    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(&index.to_be_bytes());
+    for s in [path.as_str(), container, sub] {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(&[0; 6]);
+    for s in [path.as_str(), container, sub] {
+        out.extend_from_slice(s.as_bytes());
+    }
     out
 }
 
@@ -140,6 +292,10 @@ pub fn body_length(prefix: [u8; 4]) -> Result<usize, DecodeError> {
         return Err(DecodeError::Truncated);
     }
     Ok(n)
+}
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_be_bytes([b[at], b[at + 1]]) as usize
 }
 
 /// Decodes a request body (the bytes after the length prefix).
@@ -157,25 +313,73 @@ pub fn decode_request(body: &[u8]) -> Result<Request, DecodeError> {
         return Err(DecodeError::Version(body[4]));
     }
     let op = body[5];
-    let size = u64::from_be_bytes(body[6..14].try_into().expect("8 bytes"));
-    let path_len = u16::from_be_bytes([body[14], body[15]]) as usize;
-    if body[16..FIXED].iter().any(|b| *b != 0) {
+    if !(1..=4).contains(&op) {
+        return Err(DecodeError::Op(op));
+    }
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&body[6..14]);
+    let size = u64::from_be_bytes(size);
+    let index = u32::from_be_bytes([body[14], body[15], body[16], body[17]]);
+    let (path_len, container_len, sub_len) = (u16_at(body, 18), u16_at(body, 20), u16_at(body, 22));
+    if body[24..FIXED].iter().any(|b| *b != 0) {
         return Err(DecodeError::Reserved);
     }
     let rest = &body[FIXED..];
-    if rest.len() < path_len {
+    let total = path_len + container_len + sub_len;
+    if rest.len() < total {
         return Err(DecodeError::Truncated);
     }
-    if rest.len() > path_len {
+    if rest.len() > total {
         return Err(DecodeError::Trailing);
     }
-    let path = std::str::from_utf8(rest).map_err(|_| DecodeError::NotUtf8)?;
-    let path = VolumePath::parse(path)?;
+    let text = |from: usize, len: usize| {
+        std::str::from_utf8(&rest[from..from + len]).map_err(|_| DecodeError::NotUtf8)
+    };
+    let path = VolumePath::parse(text(0, path_len)?)?;
+    let container = text(path_len, container_len)?;
+    let sub = text(path_len + container_len, sub_len)?;
+    if op != 1 && size != 0 {
+        return Err(DecodeError::UnexpectedSize(op));
+    }
     match op {
-        1 => Ok(Request::MountTmpfs { path, size }),
-        2 if size != 0 => Err(DecodeError::SizeOnUnmount),
-        2 => Ok(Request::Unmount { path }),
-        other => Err(DecodeError::Op(other)),
+        1 | 2 => {
+            if index != 0 {
+                return Err(DecodeError::UnexpectedField(op, "index"));
+            }
+            if !container.is_empty() {
+                return Err(DecodeError::UnexpectedField(op, "container"));
+            }
+            if !sub.is_empty() {
+                return Err(DecodeError::UnexpectedField(op, "subPath"));
+            }
+            Ok(if op == 1 {
+                Request::MountTmpfs { path, size }
+            } else {
+                Request::Unmount { path }
+            })
+        }
+        _ => {
+            if container.is_empty() {
+                return Err(DecodeError::MissingField(op, "container"));
+            }
+            let mount = SubPathMount::new(path, container, index)?;
+            if op == 4 {
+                if !sub.is_empty() {
+                    return Err(DecodeError::UnexpectedField(op, "subPath"));
+                }
+                return Ok(Request::UnmountSubPath { mount });
+            }
+            if sub.is_empty() {
+                return Err(DecodeError::MissingField(op, "subPath"));
+            }
+            let sub_path = SubPath::parse(sub)?;
+            if sub_path.as_str() != sub {
+                return Err(DecodeError::BadPath(format!(
+                    "subPath {sub:?} is not in normal form"
+                )));
+            }
+            Ok(Request::BindSubPath { mount, sub_path })
+        }
     }
 }
 
@@ -250,6 +454,13 @@ mod tests {
                 size: 16 << 20,
             },
             Request::Unmount { path: vp() },
+            Request::BindSubPath {
+                mount: SubPathMount::new(vp(), "web", 3).unwrap(),
+                sub_path: SubPath::parse("a/b.conf").unwrap(),
+            },
+            Request::UnmountSubPath {
+                mount: SubPathMount::new(vp(), "web", 0).unwrap(),
+            },
         ] {
             let frame = encode_request(&req);
             let n = body_length(frame[..4].try_into().unwrap()).unwrap();
@@ -293,16 +504,22 @@ mod tests {
         b[0] = b'X';
         assert_eq!(decode_request(&b), Err(DecodeError::BadMagic));
         let mut b = body.to_vec();
-        b[4] = 2;
-        assert_eq!(decode_request(&b), Err(DecodeError::Version(2)));
+        b[4] = 1;
+        assert_eq!(decode_request(&b), Err(DecodeError::Version(1)));
         let mut b = body.to_vec();
         b[5] = 9;
         assert_eq!(decode_request(&b), Err(DecodeError::Op(9)));
         let mut b = body.to_vec();
         b[13] = 1;
-        assert_eq!(decode_request(&b), Err(DecodeError::SizeOnUnmount));
+        assert_eq!(decode_request(&b), Err(DecodeError::UnexpectedSize(2)));
         let mut b = body.to_vec();
-        b[20] = 1;
+        b[17] = 1;
+        assert_eq!(
+            decode_request(&b),
+            Err(DecodeError::UnexpectedField(2, "index"))
+        );
+        let mut b = body.to_vec();
+        b[26] = 1;
         assert_eq!(decode_request(&b), Err(DecodeError::Reserved));
         let mut b = body.to_vec();
         b.push(b'x');
@@ -310,6 +527,66 @@ mod tests {
         assert!(matches!(
             body_length(u32::MAX.to_be_bytes()),
             Err(DecodeError::TooLong(_))
+        ));
+    }
+
+    #[test]
+    fn sub_paths_are_normalised_and_never_leave_the_volume() {
+        assert_eq!(SubPath::parse("a/./b//c/").unwrap().as_str(), "a/b/c");
+        assert_eq!(SubPath::parse("./x").unwrap().as_str(), "x");
+        for bad in ["/etc", "..", "a/../b", "a/..", ".", "", "//", "a\0b"] {
+            assert!(SubPath::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(SubPath::parse(&"a/".repeat(600)).is_err());
+        // `..` inside a name is just a name.
+        assert_eq!(SubPath::parse("a..b").unwrap().as_str(), "a..b");
+    }
+
+    #[test]
+    fn sub_path_frames_name_the_upstream_target_and_refuse_odd_fields() {
+        let m = SubPathMount::new(vp(), "web", 7).unwrap();
+        assert_eq!(m.target(), "0a1b-2c/volume-subpaths/cache/web/7");
+        assert!(SubPathMount::new(vp(), "../x", 0).is_err());
+        assert!(SubPathMount::new(vp(), "Web", 0).is_err());
+        let bind = encode_request(&Request::BindSubPath {
+            mount: m.clone(),
+            sub_path: SubPath::parse("d").unwrap(),
+        });
+        // A subPath that is not in normal form is not canonical: refused.
+        let mut b = bind[4..].to_vec();
+        let n = b.len();
+        b[n - 1] = b'.';
+        assert!(matches!(decode_request(&b), Err(DecodeError::BadPath(_))));
+        // `..` as the subPath.
+        let mut b = bind[4..].to_vec();
+        b[23] = 2;
+        b.push(b'.');
+        let n = b.len();
+        b[n - 2] = b'.';
+        assert!(
+            matches!(decode_request(&b), Err(DecodeError::BadPath(_))),
+            "{b:?}"
+        );
+        // An unmount of a subPath carries no subPath; a bind needs one.
+        let unbind = encode_request(&Request::UnmountSubPath { mount: m.clone() });
+        let mut b = unbind[4..].to_vec();
+        b[5] = 3;
+        assert_eq!(
+            decode_request(&b),
+            Err(DecodeError::MissingField(3, "subPath"))
+        );
+        let mut b = bind[4..].to_vec();
+        b[5] = 4;
+        assert_eq!(
+            decode_request(&b),
+            Err(DecodeError::UnexpectedField(4, "subPath"))
+        );
+        // A tmpfs mount carries no container.
+        let mut b = bind[4..].to_vec();
+        b[5] = 1;
+        assert!(matches!(
+            decode_request(&b),
+            Err(DecodeError::UnexpectedField(1, _))
         ));
     }
 }

@@ -238,6 +238,31 @@ mod tests {
     }
 
     #[test]
+    fn names_that_would_become_host_paths_are_checked_as_for_static_pods() {
+        let refused = |yaml: &str| desired(&pod(yaml)).unwrap().api.unwrap().refused;
+        let vol = format!("{BASE}  volumes:\n  - name: ../../x\n    emptyDir: {{}}\n");
+        let why = refused(&vol).unwrap();
+        assert!(
+            why.contains("spec.volumes[0].name: \"../../x\" is not a DNS-1123 label"),
+            "{why}"
+        );
+        let uid = BASE.replace("uid: u1}", "uid: ../../etc}");
+        assert!(refused(&uid).unwrap().contains("metadata.uid"));
+        let ns = BASE.replace("namespace: ns", "namespace: ../ns");
+        assert!(refused(&ns).unwrap().contains("metadata.namespace"));
+        let sub = BASE.replace(
+            "imagePullPolicy: IfNotPresent}",
+            "imagePullPolicy: IfNotPresent, volumeMounts: [{name: d, mountPath: /d, subPath: /etc}]}",
+        ) + "  volumes:\n  - name: d\n    emptyDir: {}\n";
+        let why = refused(&sub).unwrap();
+        assert!(
+            why.contains("spec.containers[0].volumeMounts[0].subPath"),
+            "{why}"
+        );
+        assert!(refused(BASE).is_none());
+    }
+
+    #[test]
     fn deletion_and_terminal_phase_are_carried() {
         let deleting = BASE.replace(
             "uid: u1}",

@@ -3,6 +3,14 @@
 //!
 //! A broken manifest yields one error naming the file and the problem, logged once per
 //! content, and contributes no pod; every other file is unaffected.
+//!
+//! Trust: a manifest can ask for anything a pod can (privileged containers, host
+//! namespaces), so only root may author one. A file is read only when it is a regular
+//! file (opened with O_NOFOLLOW | O_NONBLOCK and checked with fstat: no symlink, FIFO,
+//! device or socket, and no open that could block the agent), owned by root and neither
+//! group- nor world-writable, in a directory that is root-owned and neither group- nor
+//! world-writable. Anything else is that file's single error (or, for the directory, the
+//! directory's), and no pod. There is no switch to relax this.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,6 +40,59 @@ pub struct FileSource {
     node_name: String,
     files: BTreeMap<PathBuf, Scanned>,
     missing_dir_reported: bool,
+    /// The last directory-level refusal logged, so it is logged once.
+    dir_problem_reported: Option<String>,
+}
+
+/// The only owner a manifest or its directory may have.
+const TRUSTED_OWNER: u32 = 0;
+
+fn kind_name(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Owner and mode rules shared by manifests and their directory.
+fn owner_and_mode_problem(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != TRUSTED_OWNER {
+        return Some(format!("is owned by uid {}, not root", meta.uid()));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "group- and world-writable",
+            (true, false) => "group-writable",
+            _ => "world-writable",
+        };
+        return Some(format!("is {who} (mode {mode:04o})"));
+    }
+    None
+}
+
+/// Why the manifest directory itself is not trusted, if it is not.
+fn dir_problem(dir: &Path) -> Option<String> {
+    // The configured path may itself be a symlink the operator chose: the directory it
+    // names is what must be root's.
+    let meta = std::fs::metadata(dir).ok()?;
+    if !meta.is_dir() {
+        return Some("is not a directory".into());
+    }
+    owner_and_mode_problem(&meta)
 }
 
 /// Whether a directory entry is a manifest candidate: .yaml, .yml or .json, not a dotfile.
@@ -47,6 +108,7 @@ impl FileSource {
             node_name,
             files: BTreeMap::new(),
             missing_dir_reported: false,
+            dir_problem_reported: None,
         }
     }
 
@@ -66,11 +128,26 @@ impl FileSource {
                 return Vec::new();
             }
         };
+        if let Some(problem) = dir_problem(&self.dir) {
+            if self.dir_problem_reported.as_deref() != Some(problem.as_str()) {
+                tracing::error!(
+                    dir = %self.dir.display(),
+                    "static pod directory not trusted: {} {problem}; manifests are read only \
+                     from a root-owned directory that is not group- or world-writable: no static pods",
+                    self.dir.display()
+                );
+                self.dir_problem_reported = Some(problem);
+            }
+            self.files.clear();
+            return Vec::new();
+        }
+        self.dir_problem_reported = None;
+        // Every entry with a manifest name is judged, whatever its type: a FIFO, a symlink
+        // or a directory is reported, not silently skipped.
         let mut paths: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_name().to_str().is_some_and(is_manifest_name))
             .map(|e| e.path())
-            .filter(|p| p.is_file())
             .collect();
         paths.sort();
 
@@ -198,10 +275,39 @@ impl FileSource {
     }
 }
 
-/// Reads a file, refusing anything larger than the manifest limit before reading it all.
+/// Reads a trusted manifest (see the module doc), refusing anything larger than the
+/// manifest limit before reading it all.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let untrusted = |why: &str| {
+        format!(
+            "not trusted: {} {why}; a manifest must be a regular file owned by root and not \
+             group- or world-writable",
+            path.display()
+        )
+    };
+    // lstat first, so nothing but a regular file is even opened (opening a device can
+    // have effects of its own); the fstat below is what decides.
+    let lmeta = std::fs::symlink_metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !lmeta.file_type().is_file() {
+        return Err(untrusted(&format!("is {}", kind_name(lmeta.file_type()))));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => untrusted("is a symlink"),
+            _ => format!("cannot read: {e}"),
+        })?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(untrusted(&format!("is {}", kind_name(meta.file_type()))));
+    }
+    if let Some(why) = owner_and_mode_problem(&meta) {
+        return Err(untrusted(&why));
+    }
     let mut content = Vec::new();
     file.take(MAX_MANIFEST_BYTES as u64 + 1)
         .read_to_end(&mut content)
@@ -296,6 +402,84 @@ mod tests {
             .as_ref()
             .unwrap_err();
         assert!(err.contains("larger than"), "{err}");
+    }
+
+    /// Every untrusted file gets its own error naming it and the reason; the trusted pod
+    /// beside them still loads. (Runs as root, as the suite does.)
+    #[test]
+    fn untrusted_files_are_refused_one_by_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let write = |name: &str, mode: u32| {
+            let p = d.join(name);
+            std::fs::write(&p, POD.replace("NAME", name.trim_end_matches(".yaml"))).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        write("good.yaml", 0o644);
+        write("gw.yaml", 0o664);
+        write("ww.yaml", 0o646);
+        let other = write("other.yaml", 0o644);
+        std::os::unix::fs::chown(&other, Some(1000), Some(1000)).unwrap();
+        let target = write(".target.yaml", 0o644);
+        std::os::unix::fs::symlink(&target, d.join("link.yaml")).unwrap();
+        let fifo = d.join("fifo.yaml");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::fs::create_dir(d.join("dir.yaml")).unwrap();
+        let mut src = FileSource::new(d.to_path_buf(), "n".into());
+        let set = src.scan();
+        let names: Vec<_> = set.iter().map(|p| p.full_name.name.as_str()).collect();
+        assert_eq!(names, ["good-n"]);
+        let err = |f: &str| src.files[&d.join(f)].result.clone().unwrap_err();
+        for (f, why) in [
+            ("gw.yaml", "is group-writable (mode 0664)"),
+            ("ww.yaml", "is world-writable (mode 0646)"),
+            ("other.yaml", "is owned by uid 1000, not root"),
+            ("link.yaml", "is a symlink"),
+            ("fifo.yaml", "is a FIFO"),
+            ("dir.yaml", "is a directory"),
+        ] {
+            let e = err(f);
+            assert!(e.contains(&d.join(f).display().to_string()), "{f}: {e}");
+            assert!(e.contains(why), "{f}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_untrusted_directory_yields_no_pods() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), POD.replace("NAME", "a")).unwrap();
+        let mut src = FileSource::new(dir.path().to_path_buf(), "n".into());
+        assert_eq!(src.scan().len(), 1);
+        for mode in [0o777, 0o775, 0o1777] {
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(src.scan().is_empty(), "{mode:o}");
+            assert!(
+                src.dir_problem_reported
+                    .as_deref()
+                    .unwrap()
+                    .contains("writable")
+            );
+        }
+        std::os::unix::fs::chown(dir.path(), Some(1000), None).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(src.scan().is_empty());
+        assert!(
+            src.dir_problem_reported
+                .as_deref()
+                .unwrap()
+                .contains("uid 1000")
+        );
+        std::os::unix::fs::chown(dir.path(), Some(0), None).unwrap();
+        assert_eq!(src.scan().len(), 1);
     }
 
     #[test]
