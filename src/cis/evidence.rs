@@ -342,7 +342,15 @@ mod tests {
         .unwrap();
         assert_eq!(f.config, Some(PathBuf::from("/etc/c.yaml")));
         assert!(f.insecure_disable_confinement);
-        let e = parse_run_flags(&s(&["--read-only-port=10255"])).unwrap_err();
-        assert!(e.contains("--read-only-port"), "{e}");
+        // Upstream flags parse; their values are judged by Config::load.
+        let f = parse_run_flags(&s(&["--read-only-port=10255"])).unwrap();
+        assert!(
+            f.upstream
+                .given
+                .iter()
+                .any(|(spec, v)| spec.name == "read-only-port" && v == &["10255"])
+        );
+        let e = parse_run_flags(&s(&["--no-such-flag=1"])).unwrap_err();
+        assert!(e.contains("--no-such-flag"), "{e}");
     }
 }

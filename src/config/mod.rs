@@ -1346,7 +1346,6 @@ authentication: {{anonymous: {{enabled: false}}}}
     #[test]
     fn not_implemented_fields_are_refused_unless_default() {
         for (body, field) in [
-            ("seccompDefault: true\n", "seccompDefault"),
             ("cpuManagerPolicy: static\n", "cpuManagerPolicy"),
             ("staticPodURL: http://example.com/pods\n", "staticPodURL"),
             ("shutdownGracePeriod: 30s\n", "shutdownGracePeriod"),
@@ -1362,7 +1361,7 @@ authentication: {{anonymous: {{enabled: false}}}}
         }
         // Upstream's defaults pass, and harmless fields warn.
         let (_f, loaded) = load_yaml(
-            "seccompDefault: false\ncpuManagerPolicy: none\ncgroupDriver: cgroupfs\n\
+            "cpuManagerPolicy: none\ncgroupDriver: cgroupfs\n\
              shutdownGracePeriod: 0s\nstaticPodURL: \"\"\nimageGCHighThresholdPercent: 90\n",
         );
         let warnings = loaded.unwrap().warnings;
