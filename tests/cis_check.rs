@@ -666,19 +666,9 @@ async fn hardened_node_passes_and_each_broken_thing_flips_exactly_its_checks() {
     );
     f.node.extra_args.pop();
 
-    // h. healthz on 0.0.0.0, seen in the configuration and on the agent's socket.
-    std::fs::write(f.config(), format!("{good}healthzBindAddress: 0.0.0.0\n")).unwrap();
-    restart(&mut f);
-    let (_, v) = json_report(&f, &[]);
-    assert_fails("healthz on 0.0.0.0", &v, &with_base(&["ironlet.2.4"]));
-    let r = &statuses(&v)["ironlet.2.4"].1;
-    assert!(
-        r["actual_value"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("bound 0.0.0.0:{}", f.healthz)),
-        "{r}"
-    );
+    // h. healthz on 0.0.0.0: since the hardening round (issue 15) the agent refuses a
+    // non-loopback healthzBindAddress at startup, so there is no running agent to judge; this
+    // case must move to a configuration-only judgement (open in issue 14).
 
     f.node.cleanup().await;
 }
