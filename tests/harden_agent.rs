@@ -300,10 +300,26 @@ async fn cluster_agent_authorizes_commands_as_create_composes_the_policy_and_own
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
     };
-    // The noise window (10 s) closes and its count is written.
-    let text = wait_for("a suppressed summary", Duration::from_secs(30), || {
+    // Each noise window (10 s) closes and its count is written: wait until the written and
+    // the suppressed records account for the whole flood (it may span two windows).
+    let counted = |text: &str| -> u64 {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|r| {
+                if r["event"]["decision"] == "unauthenticated" {
+                    1
+                } else if r["event"]["kind"] == "suppressed" {
+                    r["event"]["count"].as_u64().unwrap_or(0)
+                } else {
+                    0
+                }
+            })
+            .sum()
+    };
+    let text = wait_for("the suppressed summaries", Duration::from_secs(40), || {
         let text = std::fs::read_to_string(&audit_log).unwrap_or_default();
-        async move { text.contains("\"kind\":\"suppressed\"").then_some(text) }
+        let done = text.contains("\"kind\":\"suppressed\"") && counted(&text) >= flood;
+        async move { done.then_some(text) }
     })
     .await;
     let recs = records(&text);
