@@ -64,18 +64,7 @@ pub fn validate_spec(spec: &PodSpec) -> Result<(), FieldError> {
             return Err(err(field, format!("duplicate volume name {:?}", v.name)));
         }
     }
-    let init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, c)| (format!("spec.initContainers[{i}]"), c));
-    let app = spec
-        .containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("spec.containers[{i}]"), c));
-    for (cf, c) in init.chain(app) {
+    for (cf, c) in crate::pod::security::context::all_containers(spec) {
         let mut paths = BTreeSet::new();
         for (j, m) in c.volume_mounts.iter().flatten().enumerate() {
             let mf = format!("{cf}.volumeMounts[{j}]");
