@@ -666,9 +666,61 @@ async fn hardened_node_passes_and_each_broken_thing_flips_exactly_its_checks() {
     );
     f.node.extra_args.pop();
 
-    // h. healthz on 0.0.0.0: since the hardening round (issue 15) the agent refuses a
-    // non-loopback healthzBindAddress at startup, so there is no running agent to judge; this
-    // case must move to a configuration-only judgement (open in issue 14).
+    // h. healthz on 0.0.0.0. The agent refuses to start with it (issue 15), so this is a
+    // configuration-only judgement of a file the operator is about to deploy: the loader's
+    // refusal names ironlet.2.4, which FAILs, and nothing else flips.
+    let open_healthz = f.node.dir.path().join("healthz-open.yaml");
+    std::fs::write(
+        &open_healthz,
+        format!(
+            "{}healthzBindAddress: 0.0.0.0\n",
+            std::fs::read_to_string(f.config()).unwrap()
+        ),
+    )
+    .unwrap();
+    chmod(&open_healthz, 0o600);
+    let (code, out) = check(&[
+        "--root-dir",
+        &empty.path().display().to_string(),
+        "--config",
+        &open_healthz.display().to_string(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    assert_fails("healthz on 0.0.0.0 in --config", &v, &["ironlet.2.4"]);
+    let r = &statuses(&v)["ironlet.2.4"].1;
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("0.0.0.0 is not a loopback address"),
+        "{r}"
+    );
+    assert_eq!(code, 1, "ironlet.2.4 is scored: a FAIL exits 1");
+    // The same file with healthz disabled passes the check.
+    std::fs::write(
+        &open_healthz,
+        format!(
+            "{}healthzBindAddress: 0.0.0.0\n",
+            std::fs::read_to_string(f.config())
+                .unwrap()
+                .replace(&format!("healthzPort: {}", f.healthz), "healthzPort: 0")
+        ),
+    )
+    .unwrap();
+    let (_, out) = check(&[
+        "--root-dir",
+        &empty.path().display().to_string(),
+        "--config",
+        &open_healthz.display().to_string(),
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        statuses(&v)["ironlet.2.4"].0,
+        "PASS",
+        "healthzPort 0 disables healthz"
+    );
 
     f.node.cleanup().await;
 }

@@ -216,7 +216,7 @@ pub fn judge(check: &Check, ev: &Evidence) -> Outcome {
         Rule::LiveTls => live_tls(ev),
         Rule::AnonymousRejected => anonymous(ev),
         Rule::ReadOnlyPortClosed { port } => read_only_closed(*port),
-        Rule::HealthzLoopback => healthz(ev),
+        Rule::HealthzLoopback => healthz(check, ev),
         Rule::CertificateValidity { warn_percent_left } => certificates(ev, *warn_percent_left),
         Rule::KeyFiles => key_files(ev),
         Rule::StaticPodPathTrust => static_pods(ev),
@@ -851,17 +851,13 @@ fn read_only_closed(port: u16) -> Outcome {
     }
 }
 
-fn healthz(ev: &Evidence) -> Outcome {
+fn healthz(check: &Check, ev: &Evidence) -> Outcome {
     let expected = "healthzBindAddress is loopback (or healthzPort 0) and the agent's healthz socket is bound to loopback";
     let Some(c) = ev.config() else {
-        return Outcome::new(
-            Unknown,
-            &[C],
-            ev.config_source(),
-            "",
-            expected,
-            ev.config_problem().unwrap_or_default(),
-        );
+        // The loader refuses a non-loopback healthzBindAddress naming this check: FAIL.
+        let mut o = refused_or_unknown(check, ev);
+        o.audit = ev.config_source();
+        return o;
     };
     if c.healthz_port == 0 {
         return Outcome::new(

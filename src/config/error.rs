@@ -31,8 +31,9 @@ pub enum ConfigError {
         field: String,
         problem: String,
     },
-    /// A value that would weaken the node; refused outright, naming the CIS benchmark item.
-    #[error("{}{field}: {problem}: refused (CIS Kubernetes Benchmark {cis})", at(.file))]
+    /// A value that would weaken the node; refused outright, naming the check of the self-audit
+    /// (`ironlet check`) that would FAIL it: a CIS benchmark id, or one of ironlet's own.
+    #[error("{}{field}: {problem}: refused ({})", at(.file), check_name(.cis))]
     Insecure {
         file: Option<PathBuf>,
         field: String,
@@ -57,6 +58,14 @@ impl ConfigError {
             | Self::Insecure { field, .. } => Some(field),
             Self::Read { .. } | Self::Malformed { .. } | Self::Hostname { .. } => None,
         }
+    }
+}
+
+/// "CIS Kubernetes Benchmark 4.2.4" for a CIS id, "ironlet check ironlet.2.4" for ours.
+fn check_name(id: &str) -> String {
+    match id.starts_with("ironlet.") {
+        true => format!("ironlet check {id}"),
+        false => format!("CIS Kubernetes Benchmark {id}"),
     }
 }
 

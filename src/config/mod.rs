@@ -333,12 +333,13 @@ impl Config {
             )? {
                 // healthz is plain HTTP without authentication: loopback only (issue 15).
                 ip if !ip.is_loopback() && raw.healthz_port != Some(0) => {
-                    return Err(src.invalid(
+                    return Err(src.insecure(
                         "healthzBindAddress",
                         format!(
                             "{ip} is not a loopback address: healthz is plain HTTP without authentication; \
                              use 127.0.0.1 or ::1 (or healthzPort: 0)"
                         ),
+                        "ironlet.2.4",
                     ));
                 }
                 ip => ip,
@@ -976,6 +977,43 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
     }
 
     #[test]
+    fn healthz_beyond_loopback_is_refused_naming_the_self_audit_check() {
+        for addr in ["0.0.0.0", "198.18.0.7", "::"] {
+            let (path, err) = load_err(&format!("healthzBindAddress: \"{addr}\"\n"));
+            assert!(
+                matches!(
+                    &err,
+                    ConfigError::Insecure {
+                        cis: "ironlet.2.4",
+                        ..
+                    }
+                ),
+                "{addr}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(&format!(
+                    "{path}: healthzBindAddress: {addr} is not a loopback address"
+                )),
+                "{msg}"
+            );
+            assert!(
+                msg.ends_with("refused (ironlet check ironlet.2.4)"),
+                "{msg}"
+            );
+        }
+        // Disabled healthz may name any address: nothing listens.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nhealthzBindAddress: 0.0.0.0\nhealthzPort: 0\n",
+        )
+        .unwrap();
+        assert!(Config::load(&flags(Some(&f))).is_ok());
+    }
+
+    #[test]
     fn weak_tls_is_refused_with_cis_4_2_12() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.yaml");
@@ -1034,11 +1072,6 @@ tlsCipherSuites: [TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256]
                 r#"invalid duration "-1m": a sign is not allowed"#,
             ),
             ("address: localhost\n", "address", "not an IP address"),
-            (
-                "healthzBindAddress: 0.0.0.0\n",
-                "healthzBindAddress",
-                "0.0.0.0 is not a loopback address",
-            ),
             (
                 "clusterDNS: [10.96.0.10, dns]\n",
                 "clusterDNS[1]",
