@@ -215,7 +215,7 @@ pub fn apply(config: &Config, insecure: bool) -> anyhow::Result<Record> {
         record
     };
     let json = serde_json::to_vec_pretty(&record)?;
-    crate::view::write_atomic(&record_path(&config.root_dir), &json)
+    crate::atomic_write::write_atomic(&record_path(&config.root_dir), &json)
         .map_err(|e| anyhow::anyhow!("{}: {e}", record_path(&config.root_dir).display()))?;
     Ok(record)
 }
