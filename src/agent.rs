@@ -107,10 +107,12 @@ async fn node_security(
     }
 }
 
-/// Runs the agent until `shutdown` resolves.
+/// Runs the agent until `shutdown` resolves. `helper` is the mount helper `confine::apply`
+/// started.
 pub async fn run(
     config: Config,
     host_apparmor: bool,
+    helper: Arc<crate::confine::helper::HelperClient>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -339,6 +341,7 @@ pub async fn run(
         status: status_tx,
         sync_frequency: config.sync_frequency,
         events,
+        helper: Some(helper),
     });
 
     let mut sources = Vec::new();

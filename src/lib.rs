@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod apiclient;
+pub mod atomic_write;
 pub mod budget;
 pub mod cis;
 pub mod cli;

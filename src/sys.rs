@@ -220,7 +220,16 @@ pub enum Forbidden {
     /// `socket(AF_ALG, SOCK_SEQPACKET, 0)`: the kernel crypto API, open to unprivileged
     /// users (a descriptor if allowed, closed at once).
     SocketAlg,
+    /// `fchmodat(AT_FDCWD, <scratch>/CHMOD_TARGET, 0666, 0)`: a mode change by path. If
+    /// allowed it changes the mode of that one file, which the probe made for this.
+    Fchmodat,
+    /// `fchmodat2(AT_FDCWD, <scratch>/CHMOD_TARGET, 0666, 0)` (Linux 6.6; ENOSYS if
+    /// allowed on an older kernel).
+    Fchmodat2,
 }
+
+/// The file in the probe's scratch directory that the mode changes by path aim at.
+pub const CHMOD_TARGET: &str = ".probe-chmod";
 
 /// Attempts `what` with arguments that cannot change the machine even when allowed, and
 /// returns the error (or `Ok` if the call succeeded).
@@ -301,6 +310,24 @@ pub fn attempt(what: Forbidden, scratch: &Path) -> io::Result<()> {
                 drop(unsafe { OwnedFd::from_raw_fd(fd) });
             }
             fd.into()
+        }
+        Forbidden::Fchmodat | Forbidden::Fchmodat2 => {
+            let nr = match what {
+                Forbidden::Fchmodat => libc::SYS_fchmodat,
+                _ => libc::SYS_fchmodat2,
+            };
+            let target = cstring(&scratch.join(CHMOD_TARGET))?;
+            // SAFETY: `target` is a valid NUL-terminated string that outlives the call; the
+            // other arguments are integers.
+            unsafe {
+                libc::syscall(
+                    nr,
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    0o666 as libc::c_uint,
+                    0 as libc::c_uint,
+                )
+            }
         }
         // SAFETY: a null attribute of size 0; the kernel reads nothing.
         Forbidden::Bpf => unsafe {

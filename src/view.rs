@@ -1,11 +1,10 @@
 //! The local view: what the running agent publishes about itself and its pods for the
 //! operator's commands (`ironlet pods`, `ironlet logs`). Files under `<root-dir>/status/`,
-//! written atomically with mode 0600 in a 0700 directory: no socket, no listener, nothing
+//! written atomically (through [`crate::atomic_write`]) with mode 0600 in a 0700 directory: no socket, no listener, nothing
 //! readable by other users (pod specs may carry sensitive values).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::atomic_write::write_atomic;
 use crate::pleg::{PlegHealth, PlegReport};
 use crate::pod::PodUid;
 use crate::pod::worker::StatusUpdate;
@@ -62,20 +62,6 @@ fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Writes `bytes` to `path` via a temporary file and a rename, creating it 0600.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: PathBuf) -> Result<T, ViewError> {
@@ -135,7 +121,7 @@ pub async fn run_status_manager(
                         apply(&mut pods, u)
                     }
                     None => {
-                        write_pods(&dir, &pods);
+                        write_pods(&dir, &pods).await;
                         return;
                     }
                 }
@@ -149,10 +135,10 @@ pub async fn run_status_manager(
                 }
                 dirty = true;
             }
-            _ = heartbeat.tick() => write_agent(&dir, &facts, &health),
+            _ = heartbeat.tick() => write_agent(&dir, &facts, &health).await,
         }
         if dirty {
-            write_pods(&dir, &pods);
+            write_pods(&dir, &pods).await;
             dirty = false;
         }
     }
@@ -169,7 +155,7 @@ fn apply(pods: &mut BTreeMap<PodUid, Arc<Pod>>, u: StatusUpdate) {
     }
 }
 
-fn write_pods(dir: &Path, pods: &BTreeMap<PodUid, Arc<Pod>>) {
+async fn write_pods(dir: &Path, pods: &BTreeMap<PodUid, Arc<Pod>>) {
     let mut items: Vec<Pod> = pods.values().map(|p| (**p).clone()).collect();
     items.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
@@ -179,16 +165,12 @@ fn write_pods(dir: &Path, pods: &BTreeMap<PodUid, Arc<Pod>>) {
         metadata: Default::default(),
     };
     match serde_json::to_vec(&list) {
-        Ok(bytes) => {
-            if let Err(e) = write_atomic(&dir.join(PODS_FILE), &bytes) {
-                tracing::warn!(error = %e, "cannot write the pod view");
-            }
-        }
+        Ok(bytes) => publish(dir.join(PODS_FILE), bytes, "pod view").await,
         Err(e) => tracing::warn!(error = %e, "cannot encode the pod view"),
     }
 }
 
-pub fn write_agent(dir: &Path, facts: &AgentFacts, health: &PlegHealth) {
+pub async fn write_agent(dir: &Path, facts: &AgentFacts, health: &PlegHealth) {
     let state = AgentState {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -200,33 +182,25 @@ pub fn write_agent(dir: &Path, facts: &AgentFacts, health: &PlegHealth) {
         pleg: health.report(facts.started),
     };
     match serde_json::to_vec_pretty(&state) {
-        Ok(bytes) => {
-            if let Err(e) = write_atomic(&dir.join(AGENT_FILE), &bytes) {
-                tracing::warn!(error = %e, "cannot write the agent state");
-            }
-        }
+        Ok(bytes) => publish(dir.join(AGENT_FILE), bytes, "agent state").await,
         Err(e) => tracing::warn!(error = %e, "cannot encode the agent state"),
+    }
+}
+
+/// Replaces one view file on the blocking pool (the write is flushed to disk, which must
+/// not stall the runtime's two workers) and logs a failure.
+async fn publish(path: PathBuf, bytes: Vec<u8>, what: &'static str) {
+    let written = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot write the {what}");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn atomic_write_is_private_and_replaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("x.json");
-        write_atomic(&p, b"1").unwrap();
-        write_atomic(&p, b"2").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"2");
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        assert!(!p.with_extension("tmp").exists());
-    }
 
     #[test]
     fn missing_view_names_the_file() {

@@ -7,6 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -113,6 +114,10 @@ async fn the_probe_under_the_real_plan_is_refused_everything_while_pods_keep_run
     node.start_agent();
     let sb = node.wait_running("keep", &["main"], T).await;
     let before = node.containers_in(&sb.id).await;
+    // Issue 15, finding 9: the target of the probe's mode changes by path, judged here.
+    let chmod_target = node.root().join("pods").join(".probe-chmod");
+    std::fs::write(&chmod_target, b"").unwrap();
+    std::fs::set_permissions(&chmod_target, std::fs::Permissions::from_mode(0o640)).unwrap();
 
     let out = probe(&node, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -145,6 +150,20 @@ async fn the_probe_under_the_real_plan_is_refused_everything_while_pods_keep_run
     assert_eq!(got("clone CLONE_NEWNET"), "EPERM");
     assert_eq!(got("clone3"), "ENOSYS");
     assert_eq!(got("socket AF_ALG"), "EAFNOSUPPORT");
+    // Landlock does not mediate chmod: the filter refuses every mode change by path, and
+    // the file's mode on disk is what it was.
+    for sc in ["chmod by path", "fchmodat by path", "fchmodat2 by path"] {
+        assert_eq!(got(sc), "EPERM", "{sc}");
+    }
+    assert_eq!(
+        std::fs::metadata(&chmod_target)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o640
+    );
+    assert_eq!(got("fchmod a file opened under --root-dir"), "succeeded");
     assert_eq!(got("start a thread"), "succeeded");
     assert_eq!(got("write and remove a file under --root-dir"), "succeeded");
     assert!(results.iter().all(|r| r["ok"] == true), "{stdout}");

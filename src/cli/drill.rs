@@ -494,8 +494,8 @@ async fn cert_rotation(a: CertRotationArgs) -> anyhow::Result<()> {
         .strftime("%Y%m%dT%H%M%SZ")
         .to_string();
     let base = dir.join(format!("cert-rotation-{stamp}"));
-    crate::view::write_atomic(&base.with_extension("json"), json.as_bytes())?;
-    crate::view::write_atomic(&base.with_extension("txt"), text.as_bytes())?;
+    crate::atomic_write::write_atomic(&base.with_extension("json"), json.as_bytes())?;
+    crate::atomic_write::write_atomic(&base.with_extension("txt"), text.as_bytes())?;
     if a.output == "json" {
         println!("{json}");
     } else {

@@ -111,7 +111,7 @@ pub fn run(flags: RunFlags) -> anyhow::Result<()> {
     // bound a port or read untrusted input yet.
     // Read before confinement: landlock grants no /sys/module afterwards.
     let host_apparmor = crate::pod::security::host_apparmor_enabled();
-    crate::confine::apply(&config, flags.insecure_disable_confinement)?;
+    let (_, helper) = crate::confine::apply(&config, flags.insecure_disable_confinement)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,6 +133,6 @@ pub fn run(flags: RunFlags) -> anyhow::Result<()> {
                 _ => std::future::pending::<()>().await,
             }
         };
-        crate::agent::run(config, host_apparmor, shutdown).await
+        crate::agent::run(config, host_apparmor, helper, shutdown).await
     })
 }

@@ -156,7 +156,8 @@ impl Plan {
                 denied: f.deny.len(),
                 filters: self.programs.len(),
             }),
-            helper_pid: helper::client().map(|h| h.pid()),
+            // Set by `apply`, which owns the helper; the probe runs without one.
+            helper_pid: None,
             notes,
         })
     }
@@ -170,7 +171,10 @@ fn now_unix() -> f64 {
 
 /// The single confinement point of the agent (see the module docs). `insecure` is
 /// `--insecure-disable-confinement`.
-pub fn apply(config: &Config, insecure: bool) -> anyhow::Result<Record> {
+pub fn apply(
+    config: &Config,
+    insecure: bool,
+) -> anyhow::Result<(Record, std::sync::Arc<helper::HelperClient>)> {
     mkdir(&config.root_dir, 0o750, "--root-dir")?;
     mkdir(&config.root_dir.join("pods"), 0o750, "pods directory")?;
     mkdir(
@@ -202,7 +206,8 @@ pub fn apply(config: &Config, insecure: bool) -> anyhow::Result<Record> {
         }
     } else {
         let plan = Plan::for_config(config)?;
-        let record = plan.enforce()?;
+        let mut record = plan.enforce()?;
+        record.helper_pid = Some(helper.pid());
         tracing::info!(
             capabilities = ?record.capabilities_kept,
             landlock = %record.landlock.as_ref().map_or(String::new(), |l| format!("ABI {} {}", l["kernel_abi"], l["ruleset"])),
@@ -215,7 +220,7 @@ pub fn apply(config: &Config, insecure: bool) -> anyhow::Result<Record> {
         record
     };
     let json = serde_json::to_vec_pretty(&record)?;
-    crate::view::write_atomic(&record_path(&config.root_dir), &json)
+    crate::atomic_write::write_atomic(&record_path(&config.root_dir), &json)
         .map_err(|e| anyhow::anyhow!("{}: {e}", record_path(&config.root_dir).display()))?;
-    Ok(record)
+    Ok((record, helper))
 }

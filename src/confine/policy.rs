@@ -325,8 +325,13 @@ mod tests {
                 assert!(!f.allow.iter().any(|r| r.syscall == sc), "{sc} allowed");
             }
         }
-        for sc in ["mount", "umount2"] {
-            assert!(!p.seccomp.agent.allow.iter().any(|r| r.syscall == sc));
+        // chmod by path: landlock does not mediate it (issue 15, finding 9).
+        for sc in ["mount", "umount2", "chmod", "fchmodat", "fchmodat2"] {
+            assert!(
+                !p.seccomp.agent.allow.iter().any(|r| r.syscall == sc),
+                "{sc}"
+            );
+            assert!(p.seccomp.agent.deny.iter().any(|r| r.syscall == sc), "{sc}");
         }
     }
 

@@ -4,6 +4,7 @@
 //! forbidden action fails with the expected errno and the allowed ones still work.
 
 use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -66,6 +67,18 @@ pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
     let plan = super::Plan::for_config(config)?;
     let scratch = config.root_dir.join("pods");
     std::fs::create_dir_all(&scratch)?;
+    // The target of the mode changes by path (issue 15, finding 9). Left in place so the
+    // caller can judge from outside that its mode did not change; made 0600 if missing.
+    let chmod_target = scratch.join(crate::sys::CHMOD_TARGET);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&chmod_target)
+    {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
+        _ => {}
+    }
     plan.enforce()?;
 
     let mut out = Vec::new();
@@ -117,6 +130,22 @@ pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
             crate::sys::attempt(what, &scratch),
         ));
     }
+    // Landlock does not mediate chmod: no mode change by path at all (issue 15, finding 9).
+    out.push(expect_err(
+        "chmod by path",
+        &["EPERM"],
+        std::fs::set_permissions(&chmod_target, std::fs::Permissions::from_mode(0o666)),
+    ));
+    for (what, name) in [
+        (Forbidden::Fchmodat, "fchmodat by path"),
+        (Forbidden::Fchmodat2, "fchmodat2 by path"),
+    ] {
+        out.push(expect_err(
+            name,
+            &["EPERM"],
+            crate::sys::attempt(what, &scratch),
+        ));
+    }
     // Threads still start (through clone, after clone3's ENOSYS).
     out.push(expect_ok(
         "start a thread",
@@ -129,6 +158,13 @@ pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
     out.push(expect_ok(
         "write and remove a file under --root-dir",
         std::fs::write(&inside, b"x").and_then(|_| std::fs::remove_file(&inside)),
+    ));
+    // Modes are set through descriptors the agent opened (emptyDir 0777).
+    out.push(expect_ok(
+        "fchmod a file opened under --root-dir",
+        std::fs::File::create(&inside)
+            .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(0o640)))
+            .and_then(|_| std::fs::remove_file(&inside)),
     ));
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let t = super::inspect::parse_status(std::process::id(), &status);

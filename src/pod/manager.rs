@@ -235,9 +235,11 @@ impl Manager {
         let mut keep: HashSet<String> = wanted.iter().map(|u| u.0.clone()).collect();
         keep.extend(self.workers.keys().map(|u| u.0.clone()));
         keep.extend(self.ctx.snapshots.borrow().pods.keys().map(|u| u.0.clone()));
-        let pods_dir = self.ctx.node.pods_dir.clone();
+        let (pods_dir, helper) = (self.ctx.node.pods_dir.clone(), self.ctx.helper.clone());
         tokio::task::spawn_blocking(move || {
-            for (uid, e) in crate::volume::remove_orphaned_pod_dirs(&pods_dir, &keep) {
+            for (uid, e) in
+                crate::volume::remove_orphaned_pod_dirs(&pods_dir, &keep, helper.as_deref())
+            {
                 tracing::warn!(pod_uid = %uid, error = %e, "cannot remove an orphaned pod directory");
             }
         });

@@ -40,6 +40,8 @@ pub struct WorkerContext {
     pub sync_frequency: Duration,
     /// Kubernetes Events (cluster mode; disabled standalone).
     pub events: crate::events::Recorder,
+    /// The mount helper (memory emptyDirs, subPath binds); None in tests without one.
+    pub helper: Option<Arc<crate::confine::helper::HelperClient>>,
 }
 
 /// What workers tell the status manager.
@@ -557,9 +559,9 @@ impl Worker {
         self.retry_after = None;
         let prepared = {
             let (pod, pods_dir) = (Arc::clone(&desired.pod), node.pods_dir.clone());
-            let uid = desired.uid.0.clone();
+            let (uid, helper) = (desired.uid.0.clone(), self.ctx.helper.clone());
             tokio::task::spawn_blocking(move || match pod.spec.as_ref() {
-                Some(spec) => crate::volume::prepare(spec, &pods_dir, &uid),
+                Some(spec) => crate::volume::prepare(spec, &pods_dir, &uid, helper.as_deref()),
                 None => Ok(()),
             })
             .await
@@ -588,6 +590,7 @@ impl Worker {
                 &sandbox_id,
                 &sandbox_config,
                 &pod_ip,
+                self.ctx.helper.as_ref(),
             )
         }))
         .await;
@@ -718,10 +721,12 @@ impl Worker {
             Ok(Ok(())) => {}
         }
         let (pods_dir, uid) = (self.ctx.node.pods_dir.clone(), self.uid.0.clone());
-        let removed =
-            tokio::task::spawn_blocking(move || crate::volume::remove_pod_dir(&pods_dir, &uid))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let helper = self.ctx.helper.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            crate::volume::remove_pod_dir(&pods_dir, &uid, helper.as_deref())
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         if let Err(e) = removed {
             tracing::warn!(pod = %name, error = %e, "cannot remove the pod's volume directory");
         }
@@ -742,6 +747,7 @@ fn waiting(reason: &str, message: impl Into<String>) -> Waiting {
 }
 
 /// Image per pull policy, then create and start. Each failure maps to upstream's reason.
+#[allow(clippy::too_many_arguments)]
 async fn start_container(
     cri: &Cri,
     pod: &DesiredPod,
@@ -750,6 +756,7 @@ async fn start_container(
     sandbox_id: &str,
     sandbox_config: &crate::cri::api::PodSandboxConfig,
     pod_ip: &str,
+    helper: Option<&Arc<crate::confine::helper::HelperClient>>,
 ) -> Result<(), StartError> {
     let spec = pod.spec();
     let list = if s.init {
@@ -828,9 +835,9 @@ async fn start_container(
     let binds = cri_config::sub_path_binds(pod, c, node, pod_ip)
         .map_err(|e| StartError::Other(waiting("CreateContainerConfigError", e.message)))?;
     if !binds.is_empty() {
-        let pods_dir = node.pods_dir.clone();
+        let (pods_dir, helper) = (node.pods_dir.clone(), helper.cloned());
         let bound = tokio::task::spawn_blocking(move || {
-            crate::volume::subpath::bind_all(&pods_dir, &binds)
+            crate::volume::subpath::bind_all(&pods_dir, &binds, helper.as_deref())
         })
         .await
         .unwrap_or_else(|e| Err(crate::volume::VolumeError(e.to_string())));

@@ -190,7 +190,7 @@ impl Shared {
                 .mode(0o700)
                 .create(dir);
         }
-        if let Err(e) = crate::view::write_atomic(&self.file, &bytes) {
+        if let Err(e) = crate::atomic_write::write_atomic(&self.file, &bytes) {
             tracing::warn!(file = %self.file.display(), error = %e, "cannot write the certificate status");
         }
     }

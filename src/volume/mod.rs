@@ -11,11 +11,13 @@
 pub mod subpath;
 pub mod validate;
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, Volume, VolumeMount};
 
+use crate::confine::helper::HelperClient;
 use crate::confine::helper::proto::{SubPath, SubPathMount, VolumePath};
 use crate::cri::api;
 pub use subpath::{SubPathBind, sub_path_target};
@@ -229,10 +231,35 @@ pub fn sub_path_binds(
         .collect())
 }
 
+/// Gives an emptyDir directory mode 0777 through a descriptor opened beneath the pods
+/// directory (no symlink, no `..` out, only the last step may enter a mount: a memory
+/// emptyDir is a tmpfs root), never by path: the agent's seccomp filter refuses chmod by
+/// path, which landlock does not mediate (issue 15, finding 9).
+fn open_to_all(pods_dir: &Path, uid: &str, volume: &str) -> std::io::Result<()> {
+    let pods = std::fs::File::open(pods_dir)?;
+    let plugin_dir = crate::sys::open_dir_beneath(
+        pods.as_fd(),
+        &Path::new(uid).join("volumes").join(EMPTY_DIR_PLUGIN),
+        subpath::RESOLVE,
+    )?;
+    let dir = crate::sys::open_dir_readable_beneath(
+        plugin_dir.as_fd(),
+        Path::new(volume),
+        subpath::RESOLVE & !libc::RESOLVE_NO_XDEV,
+    )?;
+    std::fs::File::from(dir).set_permissions(std::fs::Permissions::from_mode(0o777))
+}
+
 /// Creates the pod's emptyDir directories (mode 0777, as upstream, so any container user
-/// can write). subPath directories are made at each container start, beneath the volume
-/// ([`subpath::bind_all`]), never here through a path. Blocking.
-pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()> {
+/// can write) and has `helper` mount the memory ones. subPath directories are made at each
+/// container start, beneath the volume ([`subpath::bind_all`]), never here through a path.
+/// Blocking: run it on the blocking pool.
+pub fn prepare(
+    spec: &PodSpec,
+    pods_dir: &Path,
+    uid: &str,
+    helper: Option<&HelperClient>,
+) -> std::io::Result<()> {
     for v in spec
         .volumes
         .iter()
@@ -244,7 +271,8 @@ pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()
             .recursive(true)
             .mode(0o750)
             .create(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+        open_to_all(pods_dir, uid, &v.name)
+            .map_err(|e| std::io::Error::other(format!("volume {:?}: mode 0777: {e}", v.name)))?;
         let memory = v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory");
         if memory && !is_mount_point(&dir)? {
             let size = v
@@ -255,7 +283,7 @@ pub fn prepare(spec: &PodSpec, pods_dir: &Path, uid: &str) -> std::io::Result<()
                 .and_then(|q| q.value())
                 .filter(|b| *b > 0)
                 .map_or(0, |b| b as u64);
-            let helper = crate::confine::helper::client().ok_or_else(|| {
+            let helper = helper.ok_or_else(|| {
                 std::io::Error::other(format!(
                     "volume {:?}: medium Memory needs the mount helper, which is not running",
                     v.name
@@ -279,7 +307,11 @@ fn is_mount_point(dir: &Path) -> std::io::Result<bool> {
 }
 
 /// Asks the mount helper to unmount every tmpfs emptyDir of the pod.
-fn unmount_memory_volumes(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
+fn unmount_memory_volumes(
+    pods_dir: &Path,
+    uid: &str,
+    helper: Option<&HelperClient>,
+) -> std::io::Result<()> {
     let plugin_dir = pod_dir(pods_dir, uid)
         .join("volumes")
         .join(EMPTY_DIR_PLUGIN);
@@ -294,7 +326,7 @@ fn unmount_memory_volumes(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
             continue;
         }
         let name = e.file_name().to_string_lossy().into_owned();
-        let helper = crate::confine::helper::client().ok_or_else(|| {
+        let helper = helper.ok_or_else(|| {
             std::io::Error::other(format!(
                 "volume {name:?} is mounted but the mount helper is not running"
             ))
@@ -312,9 +344,13 @@ fn unmount_memory_volumes(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
 /// volumes are unmounted first, and nothing is removed while anything is still mounted
 /// below the pod directory (a recursive removal must never reach through a mount).
 /// Blocking.
-pub fn remove_pod_dir(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
-    subpath::unmount_all(pods_dir, uid)?;
-    unmount_memory_volumes(pods_dir, uid)?;
+pub fn remove_pod_dir(
+    pods_dir: &Path,
+    uid: &str,
+    helper: Option<&HelperClient>,
+) -> std::io::Result<()> {
+    subpath::unmount_all(pods_dir, uid, helper)?;
+    unmount_memory_volumes(pods_dir, uid, helper)?;
     let dir = pod_dir(pods_dir, uid);
     let left = subpath::mounts_below(&dir)?;
     if !left.is_empty() {
@@ -337,6 +373,7 @@ pub fn remove_pod_dir(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
 pub fn remove_orphaned_pod_dirs(
     pods_dir: &Path,
     keep: &std::collections::HashSet<String>,
+    helper: Option<&HelperClient>,
 ) -> Vec<(String, std::io::Error)> {
     let Ok(entries) = std::fs::read_dir(pods_dir) else {
         return Vec::new();
@@ -347,7 +384,7 @@ pub fn remove_orphaned_pod_dirs(
         if keep.contains(&uid) || !crate::confine::helper::proto::is_pod_uid(&uid) {
             continue;
         }
-        match remove_pod_dir(pods_dir, &uid) {
+        match remove_pod_dir(pods_dir, &uid, helper) {
             Ok(()) => tracing::info!(pod_uid = %uid, "removed the directory of an orphaned pod"),
             Err(e) => failed.push((uid, e)),
         }
@@ -460,7 +497,7 @@ mod tests {
         let s = spec(
             "containers:\n- name: c\n  volumeMounts:\n  - {name: d, mountPath: /d, subPath: x}\nvolumes:\n- name: d\n  emptyDir: {}\n",
         );
-        prepare(&s, root.path(), "u").unwrap();
+        prepare(&s, root.path(), "u", None).unwrap();
         let dir = empty_dir_path(root.path(), "u", "d");
         assert_eq!(
             std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
@@ -468,9 +505,9 @@ mod tests {
         );
         // subPath directories are not made through a path here any more.
         assert!(!dir.join("x").exists());
-        remove_pod_dir(root.path(), "u").unwrap();
+        remove_pod_dir(root.path(), "u", None).unwrap();
         assert!(!pod_dir(root.path(), "u").exists());
-        remove_pod_dir(root.path(), "u").unwrap();
+        remove_pod_dir(root.path(), "u", None).unwrap();
     }
 
     #[test]
@@ -478,13 +515,81 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let s = spec("containers:\n- name: c\nvolumes:\n- name: d\n  emptyDir: {}\n");
         for uid in ["kept", "orphan"] {
-            prepare(&s, root.path(), uid).unwrap();
+            prepare(&s, root.path(), uid, None).unwrap();
         }
         std::fs::create_dir(root.path().join("not.a.uid")).unwrap();
         let keep = std::collections::HashSet::from(["kept".to_string()]);
-        assert!(remove_orphaned_pod_dirs(root.path(), &keep).is_empty());
+        assert!(remove_orphaned_pod_dirs(root.path(), &keep, None).is_empty());
         assert!(pod_dir(root.path(), "kept").exists());
         assert!(!pod_dir(root.path(), "orphan").exists());
         assert!(root.path().join("not.a.uid").exists());
+    }
+
+    #[test]
+    fn an_empty_dir_swapped_for_a_symlink_is_refused_and_its_target_keeps_its_mode() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = empty_dir_path(root.path(), "u", "d");
+        std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &dir).unwrap();
+        let s = spec("containers:\n- name: c\nvolumes:\n- name: d\n  emptyDir: {}\n");
+        let e = prepare(&s, root.path(), "u", None).unwrap_err().to_string();
+        assert!(e.contains("volume \"d\": mode 0777"), "{e}");
+        assert_eq!(
+            std::fs::metadata(outside.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o700
+        );
+    }
+
+    /// Serves one request on `theirs` as the helper would and answers Ok; returns it.
+    fn fake_helper(
+        mut theirs: std::os::unix::net::UnixStream,
+    ) -> std::thread::JoinHandle<crate::confine::helper::proto::Request> {
+        use crate::confine::helper::proto;
+        use std::io::{Read, Write};
+        std::thread::spawn(move || {
+            let mut prefix = [0u8; 4];
+            theirs.read_exact(&mut prefix).unwrap();
+            let mut body = vec![0u8; proto::body_length(prefix).unwrap()];
+            theirs.read_exact(&mut body).unwrap();
+            theirs
+                .write_all(&proto::encode_response(proto::Status::Ok, "ok"))
+                .unwrap();
+            proto::decode_request(&body).unwrap()
+        })
+    }
+
+    #[test]
+    fn a_memory_empty_dir_is_mounted_by_the_helper_it_is_given() {
+        let root = tempfile::tempdir().unwrap();
+        let s = spec(
+            "containers:\n- name: c\nvolumes:\n- name: m\n  emptyDir: {medium: Memory, sizeLimit: 1Mi}\n",
+        );
+        let e = prepare(&s, root.path(), "u1", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs the mount helper"), "{e}");
+
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let served = fake_helper(theirs);
+        let helper = HelperClient::over(ours);
+        prepare(&s, root.path(), "u1", Some(&helper)).unwrap();
+        assert_eq!(
+            served.join().unwrap(),
+            crate::confine::helper::proto::Request::MountTmpfs {
+                path: VolumePath::new("u1", EMPTY_DIR_PLUGIN, "m").unwrap(),
+                size: 1024 * 1024,
+            }
+        );
+        let dir = empty_dir_path(root.path(), "u1", "m");
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o777
+        );
     }
 }

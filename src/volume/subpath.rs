@@ -28,12 +28,13 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{EMPTY_DIR_PLUGIN, VolumeError, pod_dir};
+use crate::confine::helper::HelperClient;
 use crate::confine::helper::proto::{
     SUB_PATHS_DIR, SubPath, SubPathMount, VolumePath, is_dns_label,
 };
 
-/// openat2 restrictions for every step of a subPath.
-const RESOLVE: u64 = libc::RESOLVE_BENEATH
+/// openat2 restrictions for every step of a subPath (and for emptyDir directories).
+pub(super) const RESOLVE: u64 = libc::RESOLVE_BENEATH
     | libc::RESOLVE_NO_SYMLINKS
     | libc::RESOLVE_NO_MAGICLINKS
     | libc::RESOLVE_NO_XDEV;
@@ -171,7 +172,7 @@ fn ensure_source(pods_dir: &Path, b: &SubPathBind) -> Result<Kind, VolumeError> 
 fn prepare_target(
     pods_dir: &Path,
     b: &SubPathBind,
-    helper: &crate::confine::helper::HelperClient,
+    helper: &HelperClient,
     kind: Kind,
 ) -> Result<(), VolumeError> {
     let fail = |why: String| VolumeError(format!("{}: {why}", b.name()));
@@ -207,12 +208,16 @@ fn prepare_target(
 }
 
 /// Binds every subPath of one container, resolving each anew (steps 1 to 3). The first
-/// failure is the container's CreateContainerConfigError.
-pub fn bind_all(pods_dir: &Path, binds: &[SubPathBind]) -> Result<(), VolumeError> {
+/// failure is the container's CreateContainerConfigError. Blocking.
+pub fn bind_all(
+    pods_dir: &Path,
+    binds: &[SubPathBind],
+    helper: Option<&HelperClient>,
+) -> Result<(), VolumeError> {
     if binds.is_empty() {
         return Ok(());
     }
-    let helper = crate::confine::helper::client().ok_or_else(|| {
+    let helper = helper.ok_or_else(|| {
         VolumeError("subPath mounts need the mount helper, which is not running".into())
     })?;
     for b in binds {
@@ -260,13 +265,17 @@ fn targets_on_disk(pods_dir: &Path, uid: &str) -> std::io::Result<Vec<SubPathMou
     Ok(out)
 }
 
-/// Asks the helper to detach every subPath target of the pod.
-pub fn unmount_all(pods_dir: &Path, uid: &str) -> std::io::Result<()> {
+/// Asks the helper to detach every subPath target of the pod. Blocking.
+pub fn unmount_all(
+    pods_dir: &Path,
+    uid: &str,
+    helper: Option<&HelperClient>,
+) -> std::io::Result<()> {
     let targets = targets_on_disk(pods_dir, uid)?;
     if targets.is_empty() {
         return Ok(());
     }
-    let helper = crate::confine::helper::client().ok_or_else(|| {
+    let helper = helper.ok_or_else(|| {
         std::io::Error::other("subPath targets exist but the mount helper is not running")
     })?;
     for m in targets {

@@ -22,25 +22,21 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proto::{DecodeError, Request, Status, SubPath, SubPathMount, VolumePath};
 
-/// The running agent's helper, set once at start.
-static HELPER: OnceLock<HelperClient> = OnceLock::new();
-
-/// The helper of this process, if one was started.
-pub fn client() -> Option<&'static HelperClient> {
-    HELPER.get()
-}
-
+/// The agent's end of the helper's socket. One per agent, started by
+/// [`crate::confine::apply`] and handed down as an `Arc` to the code that needs mounts
+/// (the pod workers, through their context): no global, so a test can hand in its own.
+/// Every call blocks (30 s timeouts): call it from the blocking pool.
 #[derive(Debug)]
 pub struct HelperClient {
     stream: Mutex<UnixStream>,
     /// Kept so the helper is not reaped by anyone else; `ironlet confinement` reports its
-    /// state from /proc.
-    _child: Child,
+    /// state from /proc. None only for a client over a test's socket.
+    _child: Option<Child>,
     pid: u32,
 }
 
@@ -56,8 +52,8 @@ pub enum HelperError {
     Failed(String),
 }
 
-/// Starts the helper for `pods_dir` and registers it as this process's helper.
-pub fn start(pods_dir: &Path) -> std::io::Result<&'static HelperClient> {
+/// Starts the helper for `pods_dir`.
+pub fn start(pods_dir: &Path) -> std::io::Result<Arc<HelperClient>> {
     let (ours, theirs) = UnixStream::pair()?;
     let theirs_out = theirs.try_clone()?;
     let mut cmd = Command::new("/proc/self/exe");
@@ -79,16 +75,24 @@ pub fn start(pods_dir: &Path) -> std::io::Result<&'static HelperClient> {
     let child = cmd.spawn()?;
     ours.set_read_timeout(Some(Duration::from_secs(30)))?;
     ours.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let client = HelperClient {
+    Ok(Arc::new(HelperClient {
         pid: child.id(),
         stream: Mutex::new(ours),
-        _child: child,
-    };
-    let _ = HELPER.set(client);
-    Ok(HELPER.get().expect("just set"))
+        _child: Some(child),
+    }))
 }
 
 impl HelperClient {
+    /// A client over `stream`, whose other end a unit test serves.
+    #[cfg(test)]
+    pub(crate) fn over(stream: UnixStream) -> HelperClient {
+        HelperClient {
+            stream: Mutex::new(stream),
+            _child: None,
+            pid: 0,
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
     }
