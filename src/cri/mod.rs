@@ -5,6 +5,8 @@
 //! so a runtime that goes away and comes back costs failed calls, never a crash.
 
 pub mod generated;
+pub mod ids;
+mod runtime;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use api::image_service_client::ImageServiceClient;
 use api::runtime_service_client::RuntimeServiceClient;
 pub use generated::runtime::v1 as api;
+pub use ids::{ContainerId, SandboxId};
+pub use runtime::Runtime;
 
 /// The CRI API version ironlet speaks.
 pub const CRI_API_VERSION: &str = "v1";

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::DesiredPod;
 use super::observed::{ContainerState, ObservedContainer, ObservedPod, SandboxState};
+use crate::cri::{ContainerId, SandboxId};
 
 /// Upstream's CrashLoopBackOff and image pull back-off: 10 s doubling to 300 s.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
@@ -58,7 +59,7 @@ pub struct Waiting {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KillContainer {
-    pub id: String,
+    pub id: ContainerId,
     pub name: String,
     pub reason: String,
 }
@@ -79,9 +80,9 @@ pub struct Plan {
     pub kill_pod: Option<Duration>,
     pub kill_containers: Vec<KillContainer>,
     /// Sandboxes to stop (their network is released).
-    pub stop_sandboxes: Vec<String>,
+    pub stop_sandboxes: Vec<SandboxId>,
     /// Containers to remove (old exited instances, or ones created but never started).
-    pub remove_containers: Vec<String>,
+    pub remove_containers: Vec<ContainerId>,
     /// Create a new sandbox with this attempt number; starts then go into it.
     pub create_sandbox: Option<u32>,
     pub start_containers: Vec<StartContainer>,
@@ -531,7 +532,7 @@ mod tests {
     ) -> ObservedContainer {
         let spec = p.spec().containers.iter().find(|c| c.name == name);
         ObservedContainer {
-            id: format!("{name}-{attempt}"),
+            id: format!("{name}-{attempt}").into(),
             sandbox_id: "s0".into(),
             name: name.into(),
             attempt,

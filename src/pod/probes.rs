@@ -10,25 +10,24 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Container, Probe};
 
 use super::observed::{ContainerState, ObservedPod};
-use crate::cri::Cri;
+use crate::cri::{ContainerId, Cri, Runtime};
 use crate::probe::{
     Exec, ExecResult, ProbeKey, ProbeKind, ProbeManager, ProbeResult, ProbeUpdate, Target,
 };
 
-/// ExecSync for probes and hooks.
-pub struct CriExec(pub Cri);
+/// ExecSync for probes and hooks, over any runtime.
+pub struct CriExec<R = Cri>(pub R);
 
-impl Exec for CriExec {
+impl<R: Runtime> Exec for CriExec<R> {
     fn exec_sync(
         &self,
         container_id: &str,
         cmd: Vec<String>,
         timeout: Duration,
     ) -> BoxFuture<'_, ExecResult> {
-        let id = container_id.to_string();
+        let id = ContainerId::new(container_id);
         Box::pin(async move {
-            self.0
-                .exec_sync(&id, cmd, timeout)
+            Runtime::exec_sync(&self.0, &id, cmd, timeout)
                 .await
                 .map(|r| (r.exit_code, r.stdout, r.stderr))
                 .map_err(|e| e.to_string())
@@ -61,7 +60,7 @@ pub struct ProbeKill {
 #[derive(Default)]
 pub struct PodProbes {
     /// Container name → the container id whose probes are registered.
-    registered: HashMap<String, String>,
+    registered: HashMap<String, ContainerId>,
     results: HashMap<(String, ProbeKind), ProbeResult>,
 }
 
@@ -94,7 +93,7 @@ impl PodProbes {
                         if let Some(p) = probe_of(c, kind) {
                             let target = Target {
                                 pod_ip: pod_ip.to_string(),
-                                container_id: o.id.clone(),
+                                container_id: o.id.to_string(),
                                 container: c.clone(),
                             };
                             if let Err(e) = mgr.add(key, p.clone(), target, started_at) {
@@ -123,7 +122,9 @@ impl PodProbes {
 
     /// Takes a result; returns a kill when a liveness or startup probe failed.
     pub fn update(&mut self, u: ProbeUpdate, pod: &str) -> Option<ProbeKill> {
-        if self.registered.get(&u.key.container) != Some(&u.container_id) {
+        if self.registered.get(&u.key.container).map(|id| id.as_str())
+            != Some(u.container_id.as_str())
+        {
             return None; // about a container already replaced
         }
         let kind = u.key.kind;

@@ -550,7 +550,7 @@ impl Worker {
                 .latest_sandbox()
                 .filter(|s| s.state == SandboxState::Ready)
             {
-                Some(s) => (s.id.clone(), s.ip.clone().unwrap_or_default()),
+                Some(s) => (s.id.to_string(), s.ip.clone().unwrap_or_default()),
                 None => return,
             },
         };
