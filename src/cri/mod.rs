@@ -4,6 +4,8 @@
 //! about pods beyond the CRI messages. The channel connects lazily and reconnects by itself,
 //! so a runtime that goes away and comes back costs failed calls, never a crash.
 
+#[cfg(test)]
+pub mod fake;
 pub mod generated;
 pub mod ids;
 mod runtime;

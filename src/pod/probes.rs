@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Container, Probe};
 
+use super::lifecycle::FailedProbe;
 use super::observed::{ContainerState, ObservedPod};
 use crate::cri::{ContainerId, Cri, Runtime};
 use crate::probe::{
@@ -48,14 +49,6 @@ const KINDS: [ProbeKind; 3] = [
     ProbeKind::Readiness,
     ProbeKind::Startup,
 ];
-
-/// A container to kill because a probe failed, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeKill {
-    pub container_id: String,
-    pub container: String,
-    pub reason: String,
-}
 
 #[derive(Default)]
 pub struct PodProbes {
@@ -120,8 +113,9 @@ impl PodProbes {
         }
     }
 
-    /// Takes a result; returns a kill when a liveness or startup probe failed.
-    pub fn update(&mut self, u: ProbeUpdate, pod: &str) -> Option<ProbeKill> {
+    /// Takes a result; returns the verdict for the plan when a liveness or startup probe
+    /// failed.
+    pub fn update(&mut self, u: ProbeUpdate, pod: &str) -> Option<FailedProbe> {
         if self.registered.get(&u.key.container).map(|id| id.as_str())
             != Some(u.container_id.as_str())
         {
@@ -142,8 +136,8 @@ impl PodProbes {
             }
         };
         tracing::warn!(pod, container = %u.key.container, message = %u.message, "Unhealthy: {what} probe failed, the container will be restarted");
-        Some(ProbeKill {
-            container_id: u.container_id,
+        Some(FailedProbe {
+            container_id: ContainerId::new(u.container_id),
             container: u.key.container,
             reason: format!("container failed {what} probe, will be restarted"),
         })
