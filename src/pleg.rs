@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::cri::{Cri, api};
+use crate::cri::{ContainerId, Cri, Runtime, SandboxId, api};
 use crate::pod::PodUid;
 use crate::pod::labels;
 use crate::pod::observed::{
@@ -127,8 +127,8 @@ struct Listed {
     uid: PodUid,
 }
 
-pub struct Pleg {
-    cri: Cri,
+pub struct Pleg<R = Cri> {
+    cri: R,
     snapshot: watch::Sender<Arc<Snapshot>>,
     events: mpsc::Sender<PlegEvent>,
     health: Arc<PlegHealth>,
@@ -137,9 +137,9 @@ pub struct Pleg {
     sandboxes: HashMap<String, (i32, PodUid, ObservedSandbox)>,
 }
 
-impl Pleg {
+impl<R: Runtime> Pleg<R> {
     pub fn new(
-        cri: Cri,
+        cri: R,
         events: mpsc::Sender<PlegEvent>,
         health: Arc<PlegHealth>,
     ) -> (Self, watch::Receiver<Arc<Snapshot>>) {
@@ -211,7 +211,7 @@ impl Pleg {
         let cri = &self.cri;
         let fetched: Vec<_> = futures::stream::iter(to_fetch)
             .map(|(id, listed)| async move {
-                let status = cri.container_status(&id).await;
+                let status = cri.container_status(&ContainerId::new(id.as_str())).await;
                 (id, listed, status)
             })
             .buffer_unordered(16)
@@ -271,8 +271,9 @@ impl Pleg {
         } else {
             SandboxState::NotReady
         };
+        let id = SandboxId::new(s.id.as_str());
         let mut sandbox = ObservedSandbox {
-            id: s.id.clone(),
+            id: id.clone(),
             attempt: s.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
             state,
             created_at: s.created_at,
@@ -280,7 +281,7 @@ impl Pleg {
             additional_ips: Vec::new(),
         };
         if state == SandboxState::Ready {
-            match self.cri.pod_sandbox_status(&s.id).await {
+            match self.cri.pod_sandbox_status(&id).await {
                 Ok(st) => {
                     if let Some(net) = st.network {
                         sandbox.ip = Some(net.ip).filter(|ip| !ip.is_empty());

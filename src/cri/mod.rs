@@ -4,7 +4,11 @@
 //! about pods beyond the CRI messages. The channel connects lazily and reconnects by itself,
 //! so a runtime that goes away and comes back costs failed calls, never a crash.
 
+#[cfg(test)]
+pub mod fake;
 pub mod generated;
+pub mod ids;
+mod runtime;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use api::image_service_client::ImageServiceClient;
 use api::runtime_service_client::RuntimeServiceClient;
 pub use generated::runtime::v1 as api;
+pub use ids::{ContainerId, SandboxId};
+pub use runtime::Runtime;
 
 /// The CRI API version ironlet speaks.
 pub const CRI_API_VERSION: &str = "v1";

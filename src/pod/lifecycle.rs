@@ -1,5 +1,6 @@
 //! The pod lifecycle step: a pure function from (desired pod, observed runtime state, time,
-//! back-off memory) to the actions that move the runtime toward the desired state.
+//! back-off memory, failed probes) to the actions that move the runtime toward the desired
+//! state.
 //!
 //! No I/O happens here; the worker executes the plan. Keeping the decision pure is what lets
 //! the whole restart and termination policy be unit-tested without a runtime.
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::DesiredPod;
 use super::observed::{ContainerState, ObservedContainer, ObservedPod, SandboxState};
+use crate::cri::{ContainerId, SandboxId};
 
 /// Upstream's CrashLoopBackOff and image pull back-off: 10 s doubling to 300 s.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
@@ -58,8 +60,17 @@ pub struct Waiting {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KillContainer {
-    pub id: String,
+    pub id: ContainerId,
     pub name: String,
+    pub reason: String,
+}
+
+/// A liveness or startup probe of this container instance failed: it is killed, then
+/// restarted as the restart policy says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedProbe {
+    pub container_id: ContainerId,
+    pub container: String,
     pub reason: String,
 }
 
@@ -79,9 +90,9 @@ pub struct Plan {
     pub kill_pod: Option<Duration>,
     pub kill_containers: Vec<KillContainer>,
     /// Sandboxes to stop (their network is released).
-    pub stop_sandboxes: Vec<String>,
+    pub stop_sandboxes: Vec<SandboxId>,
     /// Containers to remove (old exited instances, or ones created but never started).
-    pub remove_containers: Vec<String>,
+    pub remove_containers: Vec<ContainerId>,
     /// Create a new sandbox with this attempt number; starts then go into it.
     pub create_sandbox: Option<u32>,
     pub start_containers: Vec<StartContainer>,
@@ -116,12 +127,15 @@ pub fn container_hash(c: &Container) -> String {
     hex::encode(&h.finalize()[..8])
 }
 
-/// Computes the next actions. `now` is unix nanoseconds (the CRI's clock).
+/// Computes the next actions. `now` is unix nanoseconds (the CRI's clock). A container
+/// whose probe failed is killed first, alone in its step, and the pod is planned again on
+/// the state that follows (where it has exited and restarts as policy says).
 pub fn plan(
     desire: Desire<'_>,
     observed: Option<&ObservedPod>,
     now: i64,
     backoff: &Backoff,
+    failed_probes: &[FailedProbe],
 ) -> Plan {
     let empty = ObservedPod::default();
     let observed = observed.unwrap_or(&empty);
@@ -133,8 +147,37 @@ pub fn plan(
             }
             plan
         }
-        Desire::Run(pod) => plan_run(pod, observed, now, backoff),
+        Desire::Run(pod) => {
+            let kill_containers = probe_kills(observed, failed_probes);
+            if kill_containers.is_empty() {
+                plan_run(pod, observed, now, backoff)
+            } else {
+                Plan {
+                    kill_containers,
+                    ..Plan::default()
+                }
+            }
+        }
     }
+}
+
+/// Kills for failed probes of containers that still run (a verdict about an instance that
+/// has exited or been replaced meanwhile is moot), one per container.
+fn probe_kills(observed: &ObservedPod, failed: &[FailedProbe]) -> Vec<KillContainer> {
+    let mut kills: Vec<KillContainer> = Vec::new();
+    for f in failed {
+        let runs = observed
+            .running_containers()
+            .any(|c| c.id == f.container_id);
+        if runs && !kills.iter().any(|k| k.id == f.container_id) {
+            kills.push(KillContainer {
+                id: f.container_id.clone(),
+                name: f.container.clone(),
+                reason: f.reason.clone(),
+            });
+        }
+    }
+    kills
 }
 
 /// Whether a container that exited with `exit_code` should run again under `policy`.
@@ -531,7 +574,7 @@ mod tests {
     ) -> ObservedContainer {
         let spec = p.spec().containers.iter().find(|c| c.name == name);
         ObservedContainer {
-            id: format!("{name}-{attempt}"),
+            id: format!("{name}-{attempt}").into(),
             sandbox_id: "s0".into(),
             name: name.into(),
             attempt,
@@ -570,7 +613,7 @@ mod tests {
     #[test]
     fn new_pod_gets_a_sandbox_and_all_containers() {
         let p = pod("Always", &["a", "b"]);
-        let plan = plan(Desire::Run(&p), None, 0, &Backoff::default());
+        let plan = plan(Desire::Run(&p), None, 0, &Backoff::default(), &[]);
         assert_eq!(plan.create_sandbox, Some(0));
         let names: Vec<_> = plan
             .start_containers
@@ -591,7 +634,7 @@ mod tests {
                 container(&p, "b", 3, ContainerState::Running),
             ],
         );
-        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default());
+        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default(), &[]);
         assert!(plan.is_idle(), "{plan:?}");
     }
 
@@ -601,18 +644,18 @@ mod tests {
         let mut c = container(&p, "a", 0, ContainerState::Exited);
         c.exit_code = 1;
         let o = observed(vec![sandbox("s0", 0, true)], vec![c.clone()]);
-        let first = plan(Desire::Run(&p), Some(&o), 21 * S, &Backoff::default());
+        let first = plan(Desire::Run(&p), Some(&o), 21 * S, &Backoff::default(), &[]);
         assert_eq!(first.start_containers[0].attempt, 1);
         assert_eq!(first.crash_backoff["a"], BACKOFF_INITIAL);
 
         let mut backoff = Backoff::default();
         backoff.crash.insert("a".into(), BACKOFF_INITIAL);
-        let held = plan(Desire::Run(&p), Some(&o), 25 * S, &backoff);
+        let held = plan(Desire::Run(&p), Some(&o), 25 * S, &backoff, &[]);
         assert!(held.start_containers.is_empty());
         assert_eq!(held.waiting["a"].reason, "CrashLoopBackOff");
         assert_eq!(held.wake_after, Some(Duration::from_secs(5)));
 
-        let after = plan(Desire::Run(&p), Some(&o), 30 * S, &backoff);
+        let after = plan(Desire::Run(&p), Some(&o), 30 * S, &backoff, &[]);
         assert_eq!(after.start_containers.len(), 1);
         assert_eq!(after.crash_backoff["a"], Duration::from_secs(20));
     }
@@ -630,7 +673,7 @@ mod tests {
         let o = observed(vec![sandbox("s0", 0, true)], vec![c]);
         let mut backoff = Backoff::default();
         backoff.crash.insert("a".into(), BACKOFF_MAX);
-        let plan = plan(Desire::Run(&p), Some(&o), 701 * S, &backoff);
+        let plan = plan(Desire::Run(&p), Some(&o), 701 * S, &backoff, &[]);
         assert_eq!(plan.start_containers.len(), 1, "ran 700 s: back-off resets");
         assert_eq!(plan.crash_backoff["a"], BACKOFF_INITIAL);
     }
@@ -649,7 +692,7 @@ mod tests {
             let mut c = container(&p, "a", 0, ContainerState::Exited);
             c.exit_code = code;
             let o = observed(vec![sandbox("s0", 0, true)], vec![c]);
-            let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default());
+            let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default(), &[]);
             assert_eq!(
                 !plan.start_containers.is_empty(),
                 restarts,
@@ -672,7 +715,7 @@ mod tests {
             vec![sandbox("s0", 0, false)],
             vec![container(&p, "a", 0, ContainerState::Exited)],
         );
-        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default());
+        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default(), &[]);
         assert!(plan.is_idle(), "{plan:?}");
     }
 
@@ -683,7 +726,7 @@ mod tests {
             vec![sandbox("s0", 0, false)],
             vec![container(&p, "a", 2, ContainerState::Running)],
         );
-        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default());
+        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default(), &[]);
         assert_eq!(plan.create_sandbox, Some(1));
         assert_eq!(plan.kill_containers.len(), 1);
         assert_eq!(plan.start_containers[0].attempt, 3);
@@ -695,7 +738,7 @@ mod tests {
         let mut c = container(&p, "a", 0, ContainerState::Running);
         c.hash = Some("0000".into());
         let o = observed(vec![sandbox("s0", 0, true)], vec![c]);
-        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default());
+        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default(), &[]);
         assert_eq!(plan.kill_containers[0].id, "a-0");
         assert_eq!(plan.start_containers[0].attempt, 1);
         assert_eq!(plan.create_sandbox, None);
@@ -713,7 +756,7 @@ mod tests {
                 container(&p, "gone", 0, ContainerState::Running),
             ],
         );
-        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default());
+        let plan = plan(Desire::Run(&p), Some(&o), 100 * S, &Backoff::default(), &[]);
         assert_eq!(plan.kill_containers.len(), 1);
         assert_eq!(plan.kill_containers[0].name, "gone");
         assert_eq!(plan.remove_containers, ["a-1"]);
@@ -725,10 +768,10 @@ mod tests {
         let mut backoff = Backoff::default();
         backoff.pull.insert("a".into(), (BACKOFF_INITIAL, 50 * S));
         let o = observed(vec![sandbox("s0", 0, true)], vec![]);
-        let held = plan(Desire::Run(&p), Some(&o), 55 * S, &backoff);
+        let held = plan(Desire::Run(&p), Some(&o), 55 * S, &backoff, &[]);
         assert_eq!(held.waiting["a"].reason, "ImagePullBackOff");
         assert!(held.start_containers.is_empty());
-        let later = plan(Desire::Run(&p), Some(&o), 61 * S, &backoff);
+        let later = plan(Desire::Run(&p), Some(&o), 61 * S, &backoff, &[]);
         assert_eq!(later.start_containers.len(), 1);
     }
 
@@ -746,6 +789,7 @@ mod tests {
             Some(&o),
             0,
             &Backoff::default(),
+            &[],
         );
         assert_eq!(t.kill_pod, Some(MIN_STOP_GRACE));
         let done = plan(
@@ -755,6 +799,7 @@ mod tests {
             None,
             0,
             &Backoff::default(),
+            &[],
         );
         assert!(done.is_idle());
     }
@@ -774,7 +819,7 @@ mod tests {
     #[test]
     fn init_containers_run_one_at_a_time_in_order() {
         let p = with_inits("Always");
-        let fresh = plan(Desire::Run(&p), None, 0, &Backoff::default());
+        let fresh = plan(Desire::Run(&p), None, 0, &Backoff::default(), &[]);
         assert_eq!(fresh.create_sandbox, Some(0));
         let names: Vec<_> = fresh
             .start_containers
@@ -791,7 +836,7 @@ mod tests {
                 "s0",
             )],
         );
-        assert!(plan(Desire::Run(&p), Some(&running), S, &Backoff::default()).is_idle());
+        assert!(plan(Desire::Run(&p), Some(&running), S, &Backoff::default(), &[]).is_idle());
 
         let first_done = observed(
             sb.clone(),
@@ -805,6 +850,7 @@ mod tests {
             Some(&first_done),
             30 * S,
             &Backoff::default(),
+            &[],
         );
         assert_eq!(
             next.start_containers
@@ -826,6 +872,7 @@ mod tests {
             Some(&all_done),
             30 * S,
             &Backoff::default(),
+            &[],
         );
         assert_eq!(
             apps.start_containers
@@ -843,13 +890,19 @@ mod tests {
         let mut failed = in_sandbox(container(&p, "i1", 0, ContainerState::Exited), "s0");
         failed.exit_code = 1;
         let o = observed(sb.clone(), vec![failed.clone()]);
-        let retry = plan(Desire::Run(&p), Some(&o), 30 * S, &Backoff::default());
+        let retry = plan(Desire::Run(&p), Some(&o), 30 * S, &Backoff::default(), &[]);
         assert_eq!(retry.start_containers[0].name, "i1");
         assert_eq!(retry.start_containers[0].attempt, 1);
 
         let never = with_inits("Never");
         let o = observed(sb, vec![failed]);
-        let stop = plan(Desire::Run(&never), Some(&o), 30 * S, &Backoff::default());
+        let stop = plan(
+            Desire::Run(&never),
+            Some(&o),
+            30 * S,
+            &Backoff::default(),
+            &[],
+        );
         assert!(stop.start_containers.is_empty());
         assert_eq!(stop.stop_sandboxes, ["s0"]);
     }
@@ -863,5 +916,125 @@ mod tests {
         assert_eq!(container_hash(&c), h);
         c.image = Some("img:2".into());
         assert_ne!(container_hash(&c), h);
+    }
+
+    fn failed(id: &str, container: &str) -> FailedProbe {
+        FailedProbe {
+            container_id: id.into(),
+            container: container.into(),
+            reason: "container failed liveness probe, will be restarted".into(),
+        }
+    }
+
+    #[test]
+    fn a_failed_probe_kills_that_container_alone_then_it_restarts_by_policy() {
+        let p = pod("Always", &["a", "b"]);
+        let o = observed(
+            vec![sandbox("s0", 0, true)],
+            vec![
+                container(&p, "a", 0, ContainerState::Running),
+                container(&p, "b", 0, ContainerState::Running),
+            ],
+        );
+        let kill = plan(
+            Desire::Run(&p),
+            Some(&o),
+            100 * S,
+            &Backoff::default(),
+            &[failed("a-0", "a")],
+        );
+        assert_eq!(
+            kill,
+            Plan {
+                kill_containers: vec![KillContainer {
+                    id: "a-0".into(),
+                    name: "a".into(),
+                    reason: "container failed liveness probe, will be restarted".into(),
+                }],
+                ..Plan::default()
+            }
+        );
+        // Liveness and startup failing together still kill once.
+        let both = [failed("a-0", "a"), failed("a-0", "a")];
+        let once = plan(
+            Desire::Run(&p),
+            Some(&o),
+            100 * S,
+            &Backoff::default(),
+            &both,
+        );
+        assert_eq!(once.kill_containers.len(), 1);
+
+        // On the next state the killed instance has exited and is restarted.
+        let exited = observed(
+            vec![sandbox("s0", 0, true)],
+            vec![
+                container(&p, "a", 0, ContainerState::Exited),
+                container(&p, "b", 0, ContainerState::Running),
+            ],
+        );
+        let next = plan(
+            Desire::Run(&p),
+            Some(&exited),
+            100 * S,
+            &Backoff::default(),
+            &[],
+        );
+        assert_eq!(next.start_containers.len(), 1);
+        assert_eq!(
+            (
+                next.start_containers[0].name.as_str(),
+                next.start_containers[0].attempt
+            ),
+            ("a", 1)
+        );
+    }
+
+    #[test]
+    fn a_verdict_about_an_instance_that_no_longer_runs_changes_nothing() {
+        let p = pod("Always", &["a"]);
+        let o = observed(
+            vec![sandbox("s0", 0, true)],
+            vec![
+                container(&p, "a", 1, ContainerState::Running),
+                container(&p, "a", 0, ContainerState::Exited),
+            ],
+        );
+        let stale = plan(
+            Desire::Run(&p),
+            Some(&o),
+            100 * S,
+            &Backoff::default(),
+            &[failed("a-0", "a")],
+        );
+        assert!(stale.is_idle(), "{stale:?}");
+        let current = plan(
+            Desire::Run(&p),
+            Some(&o),
+            100 * S,
+            &Backoff::default(),
+            &[failed("a-1", "a")],
+        );
+        assert_eq!(current.kill_containers.len(), 1);
+        assert_eq!(current.kill_containers[0].id, "a-1");
+    }
+
+    #[test]
+    fn termination_ignores_failed_probes() {
+        let p = pod("Always", &["a"]);
+        let o = observed(
+            vec![sandbox("s0", 0, true)],
+            vec![container(&p, "a", 0, ContainerState::Running)],
+        );
+        let grace = Duration::from_secs(9);
+        let t = plan(
+            Desire::Terminate { grace },
+            Some(&o),
+            0,
+            &Backoff::default(),
+            &[failed("a-0", "a")],
+        );
+        assert_eq!(t.kill_pod, Some(grace));
+        assert!(t.kill_containers.is_empty());
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::worker::{self, WorkerContext, WorkerHandle, WorkerMsg};
 use super::{DesiredPod, DesiredSet, PodFullName, PodUid};
+use crate::cri::{Cri, Runtime};
 use crate::pleg::PlegEvent;
 use crate::resources::{Allocatable, PodResources, Rejection, admit};
 
@@ -23,8 +24,8 @@ struct Entry {
     admitted: Option<PodResources>,
 }
 
-pub struct Manager {
-    ctx: Arc<WorkerContext>,
+pub struct Manager<R = Cri> {
+    ctx: Arc<WorkerContext<R>>,
     /// What pods may request in total; None when the node could not be measured (then only
     /// the pod count is not checked either, and the agent said so at start).
     allocatable: Option<Allocatable>,
@@ -35,8 +36,8 @@ pub struct Manager {
     swept: bool,
 }
 
-impl Manager {
-    pub fn new(ctx: Arc<WorkerContext>, allocatable: Option<Allocatable>) -> Self {
+impl<R: Runtime> Manager<R> {
+    pub fn new(ctx: Arc<WorkerContext<R>>, allocatable: Option<Allocatable>) -> Self {
         let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         Manager {
             ctx,

@@ -6,6 +6,7 @@
 pub mod api_status;
 pub mod cri_config;
 pub mod dns;
+pub mod executor;
 pub mod labels;
 pub mod lifecycle;
 pub mod log_rotation;

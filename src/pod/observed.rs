@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::labels;
-use crate::cri::api;
+use crate::cri::{ContainerId, SandboxId, api};
 
 /// A sandbox's state as the CRI reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +16,7 @@ pub enum SandboxState {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedSandbox {
-    pub id: String,
+    pub id: SandboxId,
     pub attempt: u32,
     pub state: SandboxState,
     /// Unix nanoseconds.
@@ -47,8 +47,8 @@ impl ContainerState {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedContainer {
-    pub id: String,
-    pub sandbox_id: String,
+    pub id: ContainerId,
+    pub sandbox_id: SandboxId,
     pub name: String,
     /// The CRI attempt number: ironlet's restart count for this container.
     pub attempt: u32,
@@ -74,8 +74,8 @@ impl ObservedContainer {
     pub fn from_cri(sandbox_id: &str, s: &api::ContainerStatus) -> Self {
         let meta = s.metadata.clone().unwrap_or_default();
         ObservedContainer {
-            id: s.id.clone(),
-            sandbox_id: sandbox_id.to_string(),
+            id: ContainerId::new(s.id.clone()),
+            sandbox_id: SandboxId::new(sandbox_id),
             name: meta.name,
             attempt: meta.attempt,
             state: ContainerState::from_cri(s.state),

@@ -9,26 +9,26 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{Container, Probe};
 
+use super::lifecycle::FailedProbe;
 use super::observed::{ContainerState, ObservedPod};
-use crate::cri::Cri;
+use crate::cri::{ContainerId, Cri, Runtime};
 use crate::probe::{
     Exec, ExecResult, ProbeKey, ProbeKind, ProbeManager, ProbeResult, ProbeUpdate, Target,
 };
 
-/// ExecSync for probes and hooks.
-pub struct CriExec(pub Cri);
+/// ExecSync for probes and hooks, over any runtime.
+pub struct CriExec<R = Cri>(pub R);
 
-impl Exec for CriExec {
+impl<R: Runtime> Exec for CriExec<R> {
     fn exec_sync(
         &self,
         container_id: &str,
         cmd: Vec<String>,
         timeout: Duration,
     ) -> BoxFuture<'_, ExecResult> {
-        let id = container_id.to_string();
+        let id = ContainerId::new(container_id);
         Box::pin(async move {
-            self.0
-                .exec_sync(&id, cmd, timeout)
+            Runtime::exec_sync(&self.0, &id, cmd, timeout)
                 .await
                 .map(|r| (r.exit_code, r.stdout, r.stderr))
                 .map_err(|e| e.to_string())
@@ -50,18 +50,10 @@ const KINDS: [ProbeKind; 3] = [
     ProbeKind::Startup,
 ];
 
-/// A container to kill because a probe failed, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeKill {
-    pub container_id: String,
-    pub container: String,
-    pub reason: String,
-}
-
 #[derive(Default)]
 pub struct PodProbes {
     /// Container name → the container id whose probes are registered.
-    registered: HashMap<String, String>,
+    registered: HashMap<String, ContainerId>,
     results: HashMap<(String, ProbeKind), ProbeResult>,
 }
 
@@ -94,7 +86,7 @@ impl PodProbes {
                         if let Some(p) = probe_of(c, kind) {
                             let target = Target {
                                 pod_ip: pod_ip.to_string(),
-                                container_id: o.id.clone(),
+                                container_id: o.id.to_string(),
                                 container: c.clone(),
                             };
                             if let Err(e) = mgr.add(key, p.clone(), target, started_at) {
@@ -121,9 +113,12 @@ impl PodProbes {
         }
     }
 
-    /// Takes a result; returns a kill when a liveness or startup probe failed.
-    pub fn update(&mut self, u: ProbeUpdate, pod: &str) -> Option<ProbeKill> {
-        if self.registered.get(&u.key.container) != Some(&u.container_id) {
+    /// Takes a result; returns the verdict for the plan when a liveness or startup probe
+    /// failed.
+    pub fn update(&mut self, u: ProbeUpdate, pod: &str) -> Option<FailedProbe> {
+        if self.registered.get(&u.key.container).map(|id| id.as_str())
+            != Some(u.container_id.as_str())
+        {
             return None; // about a container already replaced
         }
         let kind = u.key.kind;
@@ -141,8 +136,8 @@ impl PodProbes {
             }
         };
         tracing::warn!(pod, container = %u.key.container, message = %u.message, "Unhealthy: {what} probe failed, the container will be restarted");
-        Some(ProbeKill {
-            container_id: u.container_id,
+        Some(FailedProbe {
+            container_id: ContainerId::new(u.container_id),
             container: u.key.container,
             reason: format!("container failed {what} probe, will be restarted"),
         })

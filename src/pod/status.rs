@@ -400,7 +400,7 @@ mod tests {
 
     fn running(name: &str, attempt: u32) -> ObservedContainer {
         ObservedContainer {
-            id: format!("{name}{attempt}"),
+            id: format!("{name}{attempt}").into(),
             sandbox_id: "s".into(),
             name: name.into(),
             attempt,

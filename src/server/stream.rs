@@ -64,7 +64,7 @@ async fn streaming_url(api: &Api, route: &Route, query: &str) -> Result<String, 
                 .ok_or_else(|| text(StatusCode::NOT_FOUND, NOT_FOUND))?;
             if is_exec {
                 cri.exec(cri::ExecRequest {
-                    container_id: container.id,
+                    container_id: container.id.into_string(),
                     cmd: o.command,
                     tty: o.tty,
                     stdin: o.stdin,
@@ -75,7 +75,7 @@ async fn streaming_url(api: &Api, route: &Route, query: &str) -> Result<String, 
                 .await
             } else {
                 cri.attach(cri::AttachRequest {
-                    container_id: container.id,
+                    container_id: container.id.into_string(),
                     stdin: o.stdin,
                     tty: o.tty,
                     stdout: o.stdout,
@@ -94,7 +94,7 @@ async fn streaming_url(api: &Api, route: &Route, query: &str) -> Result<String, 
                 .filter(|s| s.state == crate::pod::observed::SandboxState::Ready)
                 .ok_or_else(|| text(StatusCode::NOT_FOUND, NOT_FOUND))?;
             cri.port_forward(cri::PortForwardRequest {
-                pod_sandbox_id: sandbox.id.clone(),
+                pod_sandbox_id: sandbox.id.to_string(),
                 port: ports,
             })
             .await
