@@ -84,8 +84,7 @@ pub fn start(pods_dir: &Path) -> std::io::Result<&'static HelperClient> {
         stream: Mutex::new(ours),
         _child: child,
     };
-    let _ = HELPER.set(client);
-    Ok(HELPER.get().expect("just set"))
+    Ok(HELPER.get_or_init(|| client))
 }
 
 impl HelperClient {
