@@ -230,8 +230,9 @@ async fn removing_a_manifest_stops_the_pod_within_its_grace_and_removes_the_sand
     let removed_at = Instant::now();
     node.remove_manifest("polite.yaml");
     node.remove_manifest("stubborn.yaml");
-    // The stubborn container is looked at 3 s after the removal, 1 s before its grace is
-    // over, while the polite pod is being removed: it must still be running then.
+    // The stubborn container is looked at 2 s after the removal, at least 2 s before its
+    // grace is over (which starts when the agent sees the removal), while the polite pod is
+    // being removed: it must still be running then.
     let polite_gone = async {
         wait_for(
             "polite pod fully removed",
@@ -247,7 +248,7 @@ async fn removing_a_manifest_stops_the_pod_within_its_grace_and_removes_the_sand
         removed_at.elapsed()
     };
     let stubborn_before_grace = async {
-        tokio::time::sleep_until((removed_at + Duration::from_secs(3)).into()).await;
+        tokio::time::sleep_until((removed_at + Duration::from_secs(2)).into()).await;
         let st = node.cri.container_status(&stubborn_c.id).await;
         (st, removed_at.elapsed())
     };
