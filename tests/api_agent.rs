@@ -2,6 +2,7 @@
 //! (checklist items 1 and 18), exec through 10250 into a running container, containerLogs
 //! following lines as the container writes them, /run, /pods, /runningpods, /metrics, the
 //! streaming idle timeout, and audit lines in the agent's log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;
@@ -11,6 +12,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use api_support::{Ca, Pki, client, connect, exchange, parse_answer};
+use ironlet::server::audit;
 use support::{Node, free_port, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -408,10 +410,57 @@ async fn the_agent_serves_the_secure_api_on_a_real_runtime() {
         "{m}"
     );
 
-    // Every request was audited: without --audit-log-path, as JSON records on stderr.
+    // Every request was audited: without --audit-log-path, as JSON records on stderr. The
+    // records are judged as records (not as substrings another log line could carry): one
+    // unbroken chain from the writer's start, holding the requests made above.
     let log = node.agent_log(1);
-    assert!(log.contains("\"decision\":\"unauthenticated\""), "{log}");
-    assert!(log.contains("\"user\":\"admin\""), "{log}");
+    let audit_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| audit::parse_record(l.as_bytes()).is_ok())
+        .collect();
+    let chain =
+        audit::verify_contents(&[("agent stderr".into(), audit_lines.join("\n").into_bytes())])
+            .unwrap_or_else(|e| panic!("audit chain on stderr: {e}\n{log}"));
+    assert_eq!(chain.first_seq, Some(0), "{log}");
+    let records: Vec<audit::Record> = audit_lines
+        .iter()
+        .filter_map(|l| audit::parse_record(l.as_bytes()).ok())
+        .collect();
+    assert!(
+        matches!(records[0].event, audit::Event::Start { .. }),
+        "{:?}",
+        records[0]
+    );
+    let requests: Vec<&audit::RequestEvent> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            audit::Event::Request(e) => Some(&**e),
+            _ => None,
+        })
+        .collect();
+    let audited = |what: &str, hit: &dyn Fn(&audit::RequestEvent) -> bool| {
+        assert!(
+            requests.iter().any(|e| hit(e)),
+            "no audit record of {what} in {requests:#?}"
+        );
+    };
+    audited("the anonymous GET /pods", &|e| {
+        e.user.is_none() && e.path == "/pods" && e.decision == "unauthenticated" && e.status == 401
+    });
+    audited("admin's GET /pods", &|e| {
+        e.user.as_deref() == Some("admin")
+            && e.method == "GET"
+            && e.path == "/pods"
+            && e.decision == "allow"
+            && e.status == 200
+    });
+    audited("admin's /run in the pod", &|e| {
+        e.user.as_deref() == Some("admin")
+            && e.decision == "allow"
+            && e.target
+                .as_ref()
+                .is_some_and(|t| t.kind == "run" && t.pod == POD && t.namespace == "default")
+    });
     node.cleanup().await;
 }
 

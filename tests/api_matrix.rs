@@ -5,6 +5,7 @@
 //!
 //! Expected "status" for a foreign-CA or expired certificate is a failed handshake: the
 //! client CA verifier rejects the certificate before any HTTP is spoken.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;

@@ -1,6 +1,7 @@
 //! Starting the secure API from a real configuration: it fails closed (no port) without an
 //! authorizer or a serving certificate, refuses a bad policy file by name, and serves only
 //! authenticated requests when it opens. Insecure settings never get this far.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;

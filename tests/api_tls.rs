@@ -2,6 +2,7 @@
 //! offering TLS 1.0, TLS 1.1, or TLS 1.2 with non-AEAD suites must fail the handshake (the
 //! server's alert proves it was the server that refused), while TLS 1.2 with a CIS 4.2.12
 //! suite and TLS 1.3 succeed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;

@@ -2,6 +2,7 @@
 //! kubelet API against the fake API server (real HTTPS, the real kube client): the token
 //! rows of the matrix, the SubjectAccessReview attributes (upstream's mapping, fine-grained
 //! checks falling back to proxy), caching with its TTLs, and failures that never allow.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;

@@ -1,6 +1,7 @@
 //! The cluster-mode API client against the fake API server over real TLS: certificate and
 //! token identities, a client identity swapped under a running client (what rotation will
 //! do), the request budget, and the kubeconfigs it refuses.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 

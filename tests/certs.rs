@@ -16,6 +16,7 @@
 //! 6. A restarted agent reuses its certificates: no new bootstrap CSR.
 //!
 //! Throughout, the node's API requests never get a 401. Needs root (containerd, strace).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 

@@ -8,6 +8,7 @@
 //! its CIS id; protectKernelDefaults refuses a differing sysctl (a fixture, and this
 //! machine's real /proc/sys); failSwapOn refuses active swap; `kubelet --version` answers as
 //! upstream; and the README's flag and field tables are the code's.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;

@@ -1,5 +1,6 @@
 //! The fake API server fixture (tests/support/fakeapi), proven with the real kube client:
 //! if these pass, a component that works against the fixture talks the API's real protocol.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod support;
 

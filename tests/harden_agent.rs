@@ -3,6 +3,7 @@
 //! TokenReview and SubjectAccessReview): exec as `create` (finding 2), uid carried into the
 //! SubjectAccessReview (3), the config.source annotation (7), the policy file composed with
 //! SubjectAccessReview (8) and kubeconfig credential plugins (10). Needs root.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;

@@ -2,6 +2,7 @@
 //! listener and router over real TLS (and the fake API server for TokenReview and
 //! SubjectAccessReview). The attacks that need the agent binary are in
 //! tests/harden_agent.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 #[path = "api_support/mod.rs"]
 mod api_support;

@@ -7,6 +7,8 @@
 //! 2. footprint: the agent's RSS and CPU idle and with N probed pods.
 //! 3. pleg: relist p50/p99 with N pods, from the agent's `status/agent.json`.
 //! 4. restart: SIGKILL and restart with N pods; adoption time, restarts, new sandboxes.
+//! 5. probes: the probe scheduler's CPU per run with 100 and 1000 probes, and their ratio
+//!    (in-process, no containerd).
 //!
 //! Writes `.state/bench/<timestamp>/{result.json,table.txt,latency.svg}` and prints the
 //! table. Needs root (containerd, CNI) and what `cargo xtask up` installs.
@@ -18,6 +20,7 @@ mod fixture;
 mod latency;
 mod nodephase;
 mod plot;
+mod probeload;
 mod procfs;
 mod report;
 mod stats;
@@ -34,6 +37,7 @@ enum Phase {
     Footprint,
     Pleg,
     Restart,
+    Probes,
 }
 
 /// ironlet node benchmark: pod start latency against direct CRI calls, footprint, PLEG,
@@ -53,7 +57,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "latency,footprint,pleg,restart"
+        default_value = "latency,footprint,pleg,restart,probes"
     )]
     phases: Vec<Phase>,
     /// Runs per pod count and path, each on fresh instances (samples are pooled; batch is
@@ -74,6 +78,9 @@ struct Args {
     /// with --quick]
     #[arg(long)]
     pleg_secs: Option<u64>,
+    /// How long each probe-scheduler run lasts, seconds [default: 10; 3 with --quick]
+    #[arg(long)]
+    probe_secs: Option<u64>,
     /// Output directory [default: <workspace>/.state/bench/<timestamp>]
     #[arg(long)]
     out: Option<PathBuf>,
@@ -98,6 +105,7 @@ async fn main() -> Result<()> {
     let idle = args.idle_secs.unwrap_or(if q { 10 } else { 30 });
     let steady = args.steady_secs.unwrap_or(if q { 20 } else { 60 });
     let pleg = args.pleg_secs.unwrap_or(if q { 20 } else { 105 });
+    let probe_secs = args.probe_secs.unwrap_or(if q { 3 } else { 10 });
     let has = |p: Phase| args.phases.contains(&p);
 
     let started = jiff::Timestamp::now();
@@ -162,11 +170,17 @@ async fn main() -> Result<()> {
         None
     };
 
+    let probes = if has(Phase::Probes) {
+        Some(probeload::run(Duration::from_secs(probe_secs))?)
+    } else {
+        None
+    };
+
     machine.loadavg_end = std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .trim()
         .to_string();
-    let targets = report::targets(&rows, node.as_ref());
+    let targets = report::targets(&rows, node.as_ref(), probes.as_ref());
     let r = report::Report {
         started: started.to_string(),
         duration_s: clock.elapsed().as_secs_f64(),
@@ -185,10 +199,12 @@ async fn main() -> Result<()> {
             idle_s: idle,
             steady_s: steady,
             pleg_s: pleg,
+            probe_s: probe_secs,
             poll_ms: latency::POLL.as_millis() as u64,
         },
         latency: rows,
         node,
+        probes,
         targets,
     };
     write_outputs(&out, &r)

@@ -21,7 +21,16 @@ pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
 
 /// utime + stime in clock ticks (fields 14 and 15 of /proc/PID/stat).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_cpu_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// The same for one thread of this process (/proc/self/task/TID/stat).
+pub fn task_cpu_ticks(tid: u32) -> Option<u64> {
+    stat_cpu_ticks(&format!("/proc/self/task/{tid}/stat"))
+}
+
+fn stat_cpu_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();

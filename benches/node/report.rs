@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::latency::Run;
 use crate::nodephase;
+use crate::probeload;
 use crate::stats::{Summary, ratio};
 
 #[derive(Debug, Serialize)]
@@ -18,6 +19,7 @@ pub struct Report {
     pub params: Params,
     pub latency: Vec<LatencyRow>,
     pub node: Option<nodephase::Results>,
+    pub probes: Option<probeload::Results>,
     pub targets: Vec<Target>,
 }
 
@@ -33,6 +35,7 @@ pub struct Params {
     pub idle_s: u64,
     pub steady_s: u64,
     pub pleg_s: u64,
+    pub probe_s: u64,
     pub poll_ms: u64,
 }
 
@@ -217,8 +220,27 @@ fn target(what: String, aim: &str, value: Option<f64>, ok: impl Fn(f64) -> bool)
     }
 }
 
-pub fn targets(latency: &[LatencyRow], node: Option<&nodephase::Results>) -> Vec<Target> {
+pub fn targets(
+    latency: &[LatencyRow],
+    node: Option<&nodephase::Results>,
+    probes: Option<&probeload::Results>,
+) -> Vec<Target> {
     let mut t = Vec::new();
+    if let Some(p) = probes {
+        let [few, many] = probeload::COUNTS;
+        t.push(target(
+            format!("probe scheduler CPU per run, {many} vs {few} exec probes"),
+            "<= 1.50",
+            p.ratio_exec,
+            |v| v <= 1.50,
+        ));
+        t.push(target(
+            format!("probe scheduler CPU per run, {many} vs {few} TCP probes"),
+            "<= 1.50",
+            p.ratio_tcp,
+            |v| v <= 1.50,
+        ));
+    }
     for r in latency {
         t.push(target(
             format!("start latency ratio p50, {} pods", r.pods),
@@ -451,6 +473,34 @@ pub fn table(r: &Report) -> String {
                 x.sandboxes_created
             );
         }
+    }
+    if let Some(p) = &r.probes {
+        let _ = writeln!(
+            s,
+            "\nProbe scheduler (period 1 s; CPU of the scheduler's runtime threads)"
+        );
+        for x in &p.runs {
+            let _ = writeln!(
+                s,
+                "  {:>4} {:<11} {:>5} runs in {:.1} s: CPU {:.0} ms = {:.0} us/run; tasks {:.2}/s per probe; max alive tasks {}",
+                x.probes,
+                format!("{:?}", x.kind),
+                x.runs,
+                x.window_s,
+                x.runtime_cpu_ms,
+                x.cpu_us_per_run,
+                x.tasks_spawned_per_probe_per_s,
+                x.max_alive_tasks
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  CPU per run, {} vs {} probes: exec {}, TCP {}",
+            probeload::COUNTS[1],
+            probeload::COUNTS[0],
+            opt(p.ratio_exec, 2),
+            opt(p.ratio_tcp, 2)
+        );
     }
     if !r.targets.is_empty() {
         let _ = writeln!(s, "\nTargets (issue 7; aims, not asserts)");

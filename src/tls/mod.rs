@@ -50,6 +50,10 @@ struct MinVersionPolicy {
     refused: BTreeMap<String, String>,
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "compiled-in data: policy_file_is_valid proves it parses, so a failure is a build defect"
+)]
 fn policy() -> &'static PolicyFile {
     static P: OnceLock<PolicyFile> = OnceLock::new();
     // The policy is compiled in; `policy_file_is_valid` proves it parses.

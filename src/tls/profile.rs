@@ -293,6 +293,10 @@ pub fn parse(text: &str) -> Result<Vec<Profile>, ProfileError> {
     Ok(out)
 }
 
+#[expect(
+    clippy::expect_used,
+    reason = "compiled-in data: compiled_profiles_are_valid proves it parses"
+)]
 fn all() -> &'static [Profile] {
     static P: OnceLock<Vec<Profile>> = OnceLock::new();
     // Compiled in; `compiled_profiles_are_valid` proves this parses.
@@ -300,6 +304,10 @@ fn all() -> &'static [Profile] {
 }
 
 /// The compiled-in profile of an identity.
+#[expect(
+    clippy::expect_used,
+    reason = "parse refuses a profiles file without both identities, and the file is compiled in"
+)]
 pub fn profile(kind: IdentityKind) -> &'static Profile {
     all()
         .iter()

@@ -1,13 +1,17 @@
 //! `cargo xtask test`: what CI runs (through `.ci/run`) and what the README tells people to
-//! run: prerequisites, images, rustfmt, clippy, then the whole workspace's tests.
+//! run: prerequisites, images, rustfmt, clippy, `cargo deny`, the whole workspace's tests, a
+//! short fuzz run, then the skip reports judged against `xtask/expected-skips.txt`.
 
+use crate::deny;
 use crate::images;
 use crate::prereqs;
 use crate::run::step;
+use crate::skip;
 use crate::teardown;
 use crate::workspace;
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,11 +29,44 @@ impl Outcome {
     }
 }
 
-/// Runs every step (a failing fmt or clippy does not hide test results), prints a summary
-/// and returns the exit code to leave with: 0, or the first failing step's code.
 /// Seconds each fuzz target runs in the test pipeline (long campaigns: `cargo xtask fuzz`).
 pub const FUZZ_SECONDS: u64 = 20;
 
+/// The cargo steps: every build is `--locked`, so a Cargo.toml edit without its lock file
+/// (or a lock file that needs rewriting) fails here instead of leaving the tree dirty.
+const STEPS: [(&str, &[&str]); 3] = [
+    ("fmt", &["fmt", "--all", "--", "--check"]),
+    (
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    ),
+    // Release: the integration suites run the agent binary that ships, confined, so a
+    // system call that only the optimised build makes fails here and not in production.
+    // Costs about 4 minutes more on a clean cache (7.5 instead of 3.5 min), none after;
+    // `cargo xtask bench` shares the release artifacts.
+    (
+        "test",
+        &[
+            "test",
+            "--workspace",
+            "--release",
+            "--locked",
+            "--",
+            "--test-threads=2",
+        ],
+    ),
+];
+
+/// Runs every step (a failing fmt or clippy does not hide test results), prints a summary
+/// and returns the exit code to leave with: 0, or the first failing step's code.
 pub fn run() -> Result<i32> {
     prereqs::ensure()?;
     step("removing test instances left by killed test runs");
@@ -37,37 +74,38 @@ pub fn run() -> Result<i32> {
     step("building images");
     images::ensure_built(&images::default_dir())?;
 
-    let steps: [(&'static str, &[&str]); 3] = [
-        ("fmt", &["fmt", "--all", "--", "--check"]),
-        (
-            "clippy",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
-        // Release: the integration suites run the agent binary that ships, confined, so a
-        // system call that only the optimised build makes fails here and not in production.
-        // Costs about 4 minutes more on a clean cache (7.5 instead of 3.5 min), none after;
-        // `cargo xtask bench` shares the release artifacts.
-        (
-            "test",
-            &["test", "--workspace", "--release", "--", "--test-threads=2"],
-        ),
-    ];
+    let root = workspace::root();
+    let expected = skip::parse_expected(
+        &std::fs::read_to_string(root.join(skip::EXPECTED_FILE))
+            .with_context(|| format!("reading {}", skip::EXPECTED_FILE))?,
+    )?;
+    // Every test that cannot judge on this machine appends its report here.
+    let skip_log = workspace::state_dir().join("test-skips.log");
+    std::fs::create_dir_all(workspace::state_dir()).context("creating .state")?;
+    std::fs::write(&skip_log, b"").with_context(|| format!("clearing {}", skip_log.display()))?;
+
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut outcomes = Vec::new();
+    let mut skips: Vec<skip::Skip> = Vec::new();
     let mut counts = (0u64, 0u64);
-    for (name, args) in steps {
+    for (name, args) in STEPS {
+        if name == "test" {
+            // After clippy, before the long test step: a banned licence or source fails fast.
+            let start = Instant::now();
+            let (ok, skipped) = supply_chain();
+            skips.extend(skipped);
+            outcomes.push(Outcome {
+                name: "deny",
+                status: Some(verdict(ok)),
+                took: start.elapsed(),
+            });
+        }
         step(format!("cargo {}", args.join(" ")));
         let start = Instant::now();
         let mut child = Command::new(&cargo)
-            .current_dir(workspace::root())
+            .current_dir(&root)
             .args(args)
+            .env(skip::LOG_ENV, &skip_log)
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("running cargo {name}"))?;
@@ -108,14 +146,31 @@ pub fn run() -> Result<i32> {
         };
         outcomes.push(Outcome {
             name: "fuzz",
-            status: Some(std::os::unix::process::ExitStatusExt::from_raw(if ok {
-                0
-            } else {
-                1 << 8
-            })),
+            status: Some(verdict(ok)),
             took: start.elapsed(),
         });
     }
+
+    // Skips: each one reported, and any that the expected list does not name fails the run.
+    let start = Instant::now();
+    let ok = match std::fs::read_to_string(&skip_log)
+        .with_context(|| format!("reading {}", skip_log.display()))
+        .and_then(|text| skip::parse_log(&text))
+    {
+        Ok(from_tests) => {
+            skips.extend(from_tests);
+            judge_skips(&skips, &expected)
+        }
+        Err(e) => {
+            eprintln!("skips: {e:#}");
+            false
+        }
+    };
+    outcomes.push(Outcome {
+        name: "skips",
+        status: Some(verdict(ok)),
+        took: start.elapsed(),
+    });
 
     let summary = outcomes
         .iter()
@@ -130,8 +185,50 @@ pub fn run() -> Result<i32> {
         .collect::<Vec<_>>()
         .join(", ");
     step(format!("xtask test summary: {summary}"));
-    println!("tests: {} passed, {} failed", counts.0, counts.1);
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        counts.0,
+        counts.1,
+        skips.len()
+    );
     Ok(exit_code(&outcomes))
+}
+
+/// Prints every skip, marking the unexpected ones; true when there are none of those.
+fn judge_skips(skips: &[skip::Skip], expected: &[skip::Skip]) -> bool {
+    let unexpected = skip::unexpected(skips, expected);
+    step(format!(
+        "skips: {} reported, {} not in {}",
+        skips.len(),
+        unexpected.len(),
+        skip::EXPECTED_FILE
+    ));
+    for s in skips {
+        let mark = if unexpected.contains(&s) {
+            "UNEXPECTED"
+        } else {
+            "expected"
+        };
+        println!("    {mark}: {s}");
+    }
+    unexpected.is_empty()
+}
+
+/// `cargo deny`: licenses, bans and sources always; advisories when the RustSec database
+/// can be fetched, else a skip (judged with the others). Returns (passed, skips).
+fn supply_chain() -> (bool, Vec<skip::Skip>) {
+    step("cargo deny check licenses bans sources; advisories");
+    match deny::run() {
+        Ok(r) => (r.passed, r.skips),
+        Err(e) => {
+            eprintln!("deny: {e:#}");
+            (false, Vec::new())
+        }
+    }
+}
+
+fn verdict(ok: bool) -> ExitStatus {
+    ExitStatus::from_raw(if ok { 0 } else { 1 << 8 })
 }
 
 /// (passed, failed) from a libtest line such as

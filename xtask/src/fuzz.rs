@@ -124,6 +124,24 @@ pub fn run_targets(seconds_per_target: u64, targets: &[&str]) -> Result<Vec<Fuzz
     let out_dir = workspace::state_dir().join("fuzz");
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
+    // cargo-fuzz has no --locked of its own: check the lock file first, so that a stale
+    // fuzz/Cargo.lock fails here instead of being rewritten by the build below.
+    step("checking fuzz/Cargo.lock (--locked)");
+    // `cargo metadata --locked` resolves the fuzz workspace as the build will, and fails
+    // instead of writing the lock file when that file is out of date.
+    run::output(
+        cargo()
+            .current_dir(&root)
+            .args([
+                "metadata",
+                "--locked",
+                "--format-version",
+                "1",
+                "--manifest-path",
+            ])
+            .arg(fuzz_dir.join("Cargo.toml")),
+    )
+    .context("fuzz/Cargo.lock is out of date with fuzz/Cargo.toml or ../Cargo.toml")?;
     // All targets in one build, so the time it takes is not charged to the first target.
     step("building the fuzz targets (release, coverage-instrumented)");
     let start = Instant::now();

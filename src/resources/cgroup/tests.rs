@@ -1,8 +1,9 @@
 //! Pod cgroups on the real v1 cgroupfs of the test machine, on an emulated v2 tree, and a
 //! check of the emulation against the running kernel's cgroup2.
 //!
-//! The real-host tests need root and a v1 (or hybrid) host; elsewhere they say so on stderr
-//! and return. Each works under its own `/ironlet-test-<pid>-<name>` root and removes it,
+//! The real-host tests need root and a v1 (or hybrid) host; elsewhere they report
+//! themselves skipped (`xtask::skipped!`) and return, and `cargo xtask test` fails unless
+//! the skip is listed in `xtask/expected-skips.txt`. Each works under its own `/ironlet-test-<pid>-<name>` root and removes it,
 //! also when an assertion fails.
 
 use std::path::{Path, PathBuf};
@@ -55,20 +56,25 @@ impl Drop for Cleanup {
     }
 }
 
-/// The host's v1 hierarchy and a unique test root, or `None` (with a note) if this host
-/// cannot run the real-cgroupfs tests.
-fn real_v1(name: &str) -> Option<(V1Hierarchy, String, Cleanup)> {
+/// Why a real-cgroupfs test cannot run on this host. The reasons are fixed sentences: a
+/// skip is judged by `cargo xtask test` against `xtask/expected-skips.txt`.
+const NOT_ROOT: &str = "needs root for the real cgroupfs";
+const V2_HOST: &str = "the host is cgroup v2 (covered by the v2 fixture tests)";
+const V1_CONTROLLERS: &str = "the v1 hierarchy lacks a controller the agent needs";
+const NO_CGROUP2: &str = "needs root and a cgroup2 mount";
+
+/// The host's v1 hierarchy and a unique test root, or why this host cannot run the
+/// real-cgroupfs tests (the caller reports the skip under its own name).
+fn real_v1(name: &str) -> Result<(V1Hierarchy, String, Cleanup), &'static str> {
     if !is_root() {
-        eprintln!("skipping {name}: needs root for the real cgroupfs");
-        return None;
+        return Err(NOT_ROOT);
     }
     let Hierarchy::V1(h) = Hierarchy::detect() else {
-        eprintln!("skipping {name}: the host is cgroup v2 (covered by the v2 fixture tests)");
-        return None;
+        return Err(V2_HOST);
     };
     if let Err(e) = h.check_controllers() {
-        eprintln!("skipping {name}: {e}");
-        return None;
+        eprintln!("{name}: {e}");
+        return Err(V1_CONTROLLERS);
     }
     let root = format!("/ironlet-test-{}-{name}", std::process::id());
     let dirs = h
@@ -76,7 +82,7 @@ fn real_v1(name: &str) -> Option<(V1Hierarchy, String, Cleanup)> {
         .iter()
         .map(|m| m.dir.join(root.trim_start_matches('/')))
         .collect();
-    Some((h, root, Cleanup { dirs }))
+    Ok((h, root, Cleanup { dirs }))
 }
 
 fn burstable_pod() -> crate::resources::PodResources {
@@ -89,8 +95,9 @@ fn burstable_pod() -> crate::resources::PodResources {
 
 #[test]
 fn real_v1_qos_hierarchy_and_pod_lifecycle() {
-    let Some((h, root, _cleanup)) = real_v1("lifecycle") else {
-        return;
+    let (h, root, _cleanup) = match real_v1("lifecycle") {
+        Ok(v) => v,
+        Err(reason) => return xtask::skipped!("real_v1_qos_hierarchy_and_pod_lifecycle", reason),
     };
     let mounts = h.mounts().to_vec();
     let cpu_mount = ok(h.mount_of("cpu")).to_path_buf();
@@ -271,8 +278,9 @@ fn real_v1_qos_hierarchy_and_pod_lifecycle() {
 
 #[test]
 fn real_v1_flat_layout() {
-    let Some((h, root, _cleanup)) = real_v1("flat") else {
-        return;
+    let (h, root, _cleanup) = match real_v1("flat") {
+        Ok(v) => v,
+        Err(reason) => return xtask::skipped!("real_v1_flat_layout", reason),
     };
     let cpu_mount = ok(h.mount_of("cpu")).to_path_buf();
     let pods = PodCgroups::new(Hierarchy::V1(h), ok(CgroupLayout::new(&root, false)));
@@ -493,8 +501,7 @@ fn fixture_matches_the_running_kernel() {
         unified
     };
     if !is_root() || !real_root.join("cgroup.controllers").is_file() {
-        eprintln!("skipping: needs root and a cgroup2 mount");
-        return;
+        return xtask::skipped!("fixture_matches_the_running_kernel", NO_CGROUP2);
     }
     let real = real_root.join(format!("ironlet-fixture-check-{}", std::process::id()));
     let _cleanup = Cleanup {
