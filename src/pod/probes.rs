@@ -31,7 +31,7 @@ impl Exec for CriExec {
                 .exec_sync(&id, cmd, timeout)
                 .await
                 .map(|r| (r.exit_code, r.stdout, r.stderr))
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::probe::ExecError(e.to_string()))
         })
     }
 }
