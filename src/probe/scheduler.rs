@@ -206,7 +206,7 @@ async fn drive(
                 let result = AssertUnwindSafe(once)
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| Err(ProbeError::Panicked));
+                    .unwrap_or(Err(ProbeError::Panicked));
                 (run.id, result)
             });
             stats.spawned.fetch_add(1, Ordering::Relaxed);

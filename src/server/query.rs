@@ -152,7 +152,7 @@ pub fn forward_ports(query: &str) -> Result<Vec<i32>, QueryError> {
                 .parse()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| QueryError::NotAPort(v))?;
+                .ok_or(QueryError::NotAPort(v))?;
             ports.push(i32::from(p));
         }
     }
