@@ -62,7 +62,7 @@ async fn start_secure_api(
     };
     // In cluster mode the API server authenticates tokens and authorizes (TokenReview,
     // SubjectAccessReview); standalone, the policy file authorizes.
-    crate::server::start_with(config, handles, kube, serving).await
+    Ok(crate::server::start_with(config, handles, kube, serving).await?)
 }
 
 /// The node's security inputs: the configuration, the host's AppArmor, and what the

@@ -407,6 +407,9 @@ async fn limits_header_size_slow_clients_idle_connections_and_connection_cap() {
         max_connections: 4,
         max_per_source: 4,
         reserved_for_client_certs: 0,
+        // Above the connection cap, so the cap is what refuses the fifth connection below.
+        max_handshakes_per_source: 8,
+        hello_timeout: Duration::from_secs(1),
         handshake_timeout: Duration::from_secs(1),
         header_timeout: Duration::from_secs(1),
         idle_timeout: Duration::from_secs(1),

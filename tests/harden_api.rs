@@ -399,6 +399,8 @@ async fn finding_6_per_source_cap_and_slots_reserved_for_client_certificates() {
         max_connections: 8,
         max_per_source: 4,
         reserved_for_client_certs: 2,
+        // The held connections never send a ClientHello: they must outlast this test.
+        hello_timeout: Duration::from_secs(30),
         handshake_timeout: Duration::from_secs(30),
         ..Default::default()
     };
@@ -458,6 +460,176 @@ async fn finding_6_per_source_cap_and_slots_reserved_for_client_certificates() {
             .status,
         200
     );
+}
+
+/// The first flight of a real TLS client (its ClientHello), as bytes.
+fn client_hello() -> Vec<u8> {
+    let mut conn = rustls::ClientConnection::new(
+        Arc::new(client(None)),
+        rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    assert!(out.len() > 40, "a ClientHello of {} bytes", out.len());
+    out
+}
+
+/// How a flooding peer holds its handshake.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stall {
+    /// TCP open, not a byte sent.
+    Silent,
+    /// Part of a ClientHello, then nothing.
+    PartialHello,
+    /// A whole ClientHello, the server's flight read, and no answer to it.
+    AfterHello,
+}
+
+/// Opens `n` connections from `source` that stall as `how`, each read until the server
+/// closes it (or `limit` passes); returns how long each one lasted, measured here.
+async fn stall_from(
+    source: &'static str,
+    port: u16,
+    n: usize,
+    how: Stall,
+) -> Vec<tokio::task::JoinHandle<Duration>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hello = client_hello();
+    let mut tasks = Vec::new();
+    for mut tcp in hold_from(source, port, n).await {
+        let started = std::time::Instant::now();
+        let hello = hello.clone();
+        tasks.push(tokio::spawn(async move {
+            let sent: &[u8] = match how {
+                Stall::Silent => &[],
+                Stall::PartialHello => &hello[..hello.len() / 2],
+                Stall::AfterHello => &hello,
+            };
+            let _ = tcp.write_all(sent).await;
+            let mut buf = vec![0u8; 16 * 1024];
+            let limit = Duration::from_secs(15);
+            let _ = tokio::time::timeout(limit, async {
+                while let Ok(n) = tcp.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            started.elapsed()
+        }));
+    }
+    tasks
+}
+
+/// Issue 15's open item: a peer without a client certificate cannot hold handshakes. With
+/// the deadlines the agent runs with (`Limits::default()`: the ClientHello in 2 s, the
+/// handshake in 3 s) and a cap of two unfinished handshakes per source, four flooding
+/// sources that open TCP and send nothing, half a ClientHello, or a whole one and then
+/// nothing, each keep only two connections, and each of those is closed by the server
+/// within its deadline (measured from outside). The API server's client certificate gets
+/// a slot during the flood; a token-only client does not get a reserved one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_6_certless_peers_cannot_hold_handshakes() {
+    let pki = Pki::new();
+    let defaults = ironlet::server::listener::Limits::default();
+    let limits = ironlet::server::listener::Limits {
+        max_connections: 8,
+        max_per_source: 8,
+        reserved_for_client_certs: 2,
+        max_handshakes_per_source: 2,
+        ..ironlet::server::listener::Limits::default()
+    };
+    assert!(defaults.hello_timeout <= Duration::from_secs(2));
+    assert!(defaults.handshake_timeout <= Duration::from_secs(3));
+    let s = serve(
+        &pki,
+        ServerOptions {
+            limits,
+            ..Default::default()
+        },
+    )
+    .await;
+    let get = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let with_token = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALLOWED_TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    let cert = || client(cred_identity(&pki, Cred::CertAllowed));
+    // Four sources try eight stalled handshakes each: 32 for 8 + 2 slots.
+    let flood = [
+        ("127.0.0.1", Stall::Silent),
+        ("127.0.0.2", Stall::PartialHello),
+        ("127.0.0.3", Stall::AfterHello),
+        ("127.0.0.4", Stall::AfterHello),
+    ];
+    let mut held = Vec::new();
+    for (source, how) in flood {
+        held.push((how, stall_from(source, s.port, 8, how).await));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // During the flood: the general slots are full (two per source), the reserved ones
+    // still admit the API server's certificate, and only that.
+    let during = std::time::Instant::now();
+    assert_eq!(
+        request_from("127.0.0.9", s.port, cert(), get)
+            .await
+            .expect("the client certificate was locked out by the flood")
+            .status,
+        200
+    );
+    assert!(
+        request_from("127.0.0.10", s.port, client(None), &with_token)
+            .await
+            .is_err(),
+        "a reserved slot served a token-only client"
+    );
+    assert!(
+        during.elapsed() < Duration::from_millis(1500),
+        "the checks during the flood took {:?}: the flood may have ended before them",
+        during.elapsed()
+    );
+    // Each source kept two; the rest were closed at accept; the kept ones were closed by
+    // the server within their deadline.
+    for (how, tasks) in held {
+        let mut lasted = Vec::new();
+        for t in tasks {
+            lasted.push(t.await.unwrap());
+        }
+        lasted.sort();
+        let deadline = match how {
+            Stall::Silent | Stall::PartialHello => defaults.hello_timeout,
+            Stall::AfterHello => defaults.handshake_timeout,
+        };
+        let kept: Vec<_> = lasted
+            .iter()
+            .filter(|d| **d >= Duration::from_millis(1000))
+            .collect();
+        assert_eq!(kept.len(), 2, "{how:?}: {lasted:?}");
+        for d in kept {
+            assert!(
+                *d < deadline + Duration::from_millis(1500),
+                "{how:?}: a stalled handshake held its slot {d:?} (deadline {deadline:?})"
+            );
+            assert!(
+                *d >= deadline - Duration::from_millis(500),
+                "{how:?}: closed after {d:?}, before its deadline {deadline:?}"
+            );
+        }
+    }
+    // The slots came back: the flooding sources are served again.
+    for source in ["127.0.0.1", "127.0.0.3"] {
+        assert_eq!(
+            request_from(source, s.port, client(None), &with_token)
+                .await
+                .unwrap()
+                .status,
+            200,
+            "{source}"
+        );
+    }
 }
 
 /// Finding 6: healthz (plain HTTP on loopback) has the same kinds of limit as 10250: a

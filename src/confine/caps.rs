@@ -3,10 +3,15 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 
+use super::ConfineError;
+
 /// Reduces bounding, ambient, inheritable, effective and permitted to `keep`.
-pub fn reduce_to(keep: &[Capability]) -> Result<(), String> {
+pub fn reduce_to(keep: &[Capability]) -> Result<(), ConfineError> {
     let keep: CapsHashSet = keep.iter().copied().collect();
-    let err = |what: &str, e: caps::errors::CapsError| format!("capabilities: {what}: {e}");
+    let err = |what: &str, source: caps::errors::CapsError| ConfineError::Capabilities {
+        step: what.to_owned(),
+        source,
+    };
     // Bounding first: dropping from it needs CAP_SETPCAP, which goes with the rest below.
     let bounding = caps::read(None, CapSet::Bounding).map_err(|e| err("read bounding", e))?;
     for cap in bounding.difference(&keep) {

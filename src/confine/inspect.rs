@@ -146,9 +146,9 @@ pub fn landlock_problem(record: &super::Record) -> Option<String> {
 }
 
 /// Builds the report for the agent whose root dir is `root_dir`.
-pub fn report(root_dir: &Path) -> anyhow::Result<Report> {
+pub fn report(root_dir: &Path) -> Result<Report, super::ConfineError> {
     let record = super::read_record(root_dir)?;
-    let policies = super::policy::Policies::load().map_err(anyhow::Error::msg)?;
+    let policies = super::policy::Policies::load()?;
     let agent = process(record.pid, "run");
     let helper = record.helper_pid.map(|p| process(p, "mount-helper"));
     let mut problems = Vec::new();

@@ -6,6 +6,7 @@
 //! TCP bind is limited to the agent's own ports; signals and abstract unix sockets are
 //! scoped to the agent (landlock ABI 6).
 
+use super::ConfineError;
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -235,8 +236,8 @@ pub struct AppliedRule {
 }
 
 /// Restricts the calling thread (and every thread and child it creates later).
-pub fn restrict(rules: &[PathRule], ports: &[u16]) -> Result<LandlockReport, String> {
-    let err = |e: landlock::RulesetError| format!("landlock: {e}");
+pub fn restrict(rules: &[PathRule], ports: &[u16]) -> Result<LandlockReport, ConfineError> {
+    let err = ConfineError::Landlock;
     let mut applied = Vec::new();
     let mut created = Ruleset::default()
         .handle_access(AccessFs::from_all(TARGET_ABI))

@@ -60,32 +60,94 @@ pub fn record_path(root_dir: &Path) -> PathBuf {
     crate::view::status_dir(root_dir).join(RECORD_FILE)
 }
 
-pub fn read_record(root_dir: &Path) -> anyhow::Result<Record> {
-    let p = record_path(root_dir);
-    let bytes = std::fs::read(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+/// Why confinement could not be applied, recorded or inspected: each names the step.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfineError {
+    #[error(transparent)]
+    Policy(#[from] policy::PolicyError),
+    /// A directory of the agent (`what` is the setting that names it).
+    #[error("{what} {}: {source}", path.display())]
+    Mkdir {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cgroupRoot {root:?}: {source}")]
+    CgroupRoot {
+        root: String,
+        source: crate::resources::cgroup::CgroupError,
+    },
+    #[error("cgroup kubepods: {0}")]
+    Kubepods(crate::resources::cgroup::CgroupError),
+    #[error("capabilities: {step}: {source}")]
+    Capabilities {
+        step: String,
+        source: ::caps::errors::CapsError,
+    },
+    #[error("no_new_privs: {0}")]
+    NoNewPrivs(std::io::Error),
+    #[error("landlock: {0}")]
+    Landlock(#[from] ::landlock::RulesetError),
+    #[error("seccomp filter: {0}")]
+    SeccompCompile(seccompiler::Error),
+    #[error("seccomp filter: compiler returned no program")]
+    SeccompNoProgram,
+    #[error("unknown errno {0}")]
+    UnknownErrno(String),
+    #[error("seccomp: {0}")]
+    SeccompInstall(seccompiler::Error),
+    #[error("cannot start the mount helper: {0}")]
+    Helper(std::io::Error),
+    /// Reading or writing the confinement record (confinement.json).
+    #[error("{}: {source}", path.display())]
+    RecordIo {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    RecordJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// A line of the probe's report could not be written.
+    #[error("probe: report line: {0}")]
+    ProbeReport(serde_json::Error),
 }
 
-fn mkdir(dir: &Path, mode: u32, what: &str) -> anyhow::Result<()> {
+pub fn read_record(root_dir: &Path) -> Result<Record, ConfineError> {
+    let path = record_path(root_dir);
+    let bytes = std::fs::read(&path).map_err(|source| ConfineError::RecordIo {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| ConfineError::RecordJson { path, source })
+}
+
+fn mkdir(dir: &Path, mode: u32, what: &'static str) -> Result<(), ConfineError> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
         .create(dir)
-        .map_err(|e| anyhow::anyhow!("{what} {}: {e}", dir.display()))
+        .map_err(|source| ConfineError::Mkdir {
+            what,
+            path: dir.to_owned(),
+            source,
+        })
 }
 
 /// Creates the agent's cgroup subtree (cgroupRoot, and kubepods with cgroupsPerQOS) and
 /// returns its directory in every mounted hierarchy: the only cgroupfs the agent writes.
-pub fn prepare_cgroups(config: &Config) -> anyhow::Result<Vec<PathBuf>> {
-    let layout = CgroupLayout::new(&config.cgroup_root, config.cgroups_per_qos)
-        .map_err(|e| anyhow::anyhow!("cgroupRoot {:?}: {e}", config.cgroup_root))?;
+pub fn prepare_cgroups(config: &Config) -> Result<Vec<PathBuf>, ConfineError> {
+    let root = |source| ConfineError::CgroupRoot {
+        root: config.cgroup_root.clone(),
+        source,
+    };
+    let layout = CgroupLayout::new(&config.cgroup_root, config.cgroups_per_qos).map_err(root)?;
     let fs = Hierarchy::detect();
-    fs.create(layout.root())
-        .map_err(|e| anyhow::anyhow!("cgroupRoot {:?}: {e}", config.cgroup_root))?;
+    fs.create(layout.root()).map_err(root)?;
     let subtree = match layout.kubepods() {
         Some(k) => {
-            fs.create(&k)
-                .map_err(|e| anyhow::anyhow!("cgroup kubepods: {e}"))?;
+            fs.create(&k).map_err(ConfineError::Kubepods)?;
             k
         }
         None => layout.root().clone(),
@@ -105,10 +167,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn for_config(config: &Config) -> anyhow::Result<Plan> {
-        let policies = policy::Policies::load().map_err(anyhow::Error::msg)?;
+    pub fn for_config(config: &Config) -> Result<Plan, ConfineError> {
+        let policies = policy::Policies::load()?;
         let cgroup_dirs = prepare_cgroups(config)?;
-        let programs = seccomp::compile(&policies.seccomp.agent).map_err(anyhow::Error::msg)?;
+        let programs = seccomp::compile(&policies.seccomp.agent)?;
         Ok(Plan {
             rules: landlock::fs_rules(config, &cgroup_dirs),
             ports: landlock::bind_ports(config),
@@ -118,11 +180,11 @@ impl Plan {
     }
 
     /// Steps 3–6 on the calling process. Must run while it has a single thread.
-    pub fn enforce(&self) -> anyhow::Result<Record> {
+    pub fn enforce(&self) -> Result<Record, ConfineError> {
         let keep = self.policies.agent_caps();
-        caps::reduce_to(&keep).map_err(anyhow::Error::msg)?;
-        crate::sys::set_no_new_privs().map_err(|e| anyhow::anyhow!("no_new_privs: {e}"))?;
-        let ll = landlock::restrict(&self.rules, &self.ports).map_err(anyhow::Error::msg)?;
+        caps::reduce_to(&keep)?;
+        crate::sys::set_no_new_privs().map_err(ConfineError::NoNewPrivs)?;
+        let ll = landlock::restrict(&self.rules, &self.ports)?;
         let mut notes = Vec::new();
         for r in ll.rules.iter().filter(|r| !r.applied) {
             notes.push(format!(
@@ -136,7 +198,7 @@ impl Plan {
                 ll.kernel_abi, ll.ruleset
             ));
         }
-        seccomp::install(&self.programs).map_err(anyhow::Error::msg)?;
+        seccomp::install(&self.programs)?;
         let f = &self.policies.seccomp.agent;
         Ok(Record {
             pid: std::process::id(),
@@ -174,7 +236,7 @@ fn now_unix() -> f64 {
 pub fn apply(
     config: &Config,
     insecure: bool,
-) -> anyhow::Result<(Record, std::sync::Arc<helper::HelperClient>)> {
+) -> Result<(Record, std::sync::Arc<helper::HelperClient>), ConfineError> {
     mkdir(&config.root_dir, 0o750, "--root-dir")?;
     mkdir(&config.root_dir.join("pods"), 0o750, "pods directory")?;
     mkdir(
@@ -183,8 +245,7 @@ pub fn apply(
         "status directory",
     )?;
     mkdir(&config.pod_logs_dir, 0o755, "podLogsDir")?;
-    let helper = helper::start(&config.root_dir.join("pods"))
-        .map_err(|e| anyhow::anyhow!("cannot start the mount helper: {e}"))?;
+    let helper = helper::start(&config.root_dir.join("pods")).map_err(ConfineError::Helper)?;
     tracing::info!(pid = helper.pid(), "mount helper started");
 
     let record = if insecure {
@@ -219,8 +280,12 @@ pub fn apply(
         }
         record
     };
-    let json = serde_json::to_vec_pretty(&record)?;
-    crate::atomic_write::write_atomic(&record_path(&config.root_dir), &json)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", record_path(&config.root_dir).display()))?;
+    let path = record_path(&config.root_dir);
+    let json = serde_json::to_vec_pretty(&record).map_err(|source| ConfineError::RecordJson {
+        path: path.clone(),
+        source,
+    })?;
+    crate::atomic_write::write_atomic(&path, &json)
+        .map_err(|source| ConfineError::RecordIo { path, source })?;
     Ok((record, helper))
 }

@@ -133,27 +133,75 @@ pub fn errno_number(name: &str) -> Option<u32> {
     } as u32)
 }
 
-fn check_reason(what: &str, reason: &str) -> Result<(), String> {
+/// Why a compiled-in policy file was refused (a build with such a file fails its tests).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{file}: {source}")]
+    Json {
+        file: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("policy files: unsupported version (expected 1)")]
+    Version,
+    /// `entry` names the filter or set and the entry.
+    #[error("{entry}: the reason is missing or too short")]
+    NoReason { entry: String },
+    #[error("seccomp {filter}.default: action errno needs a known errno, got {errno:?}")]
+    DefaultErrno {
+        filter: String,
+        errno: Option<String>,
+    },
+    #[error("seccomp {0}.default: kill_process takes no errno")]
+    KillWithErrno(String),
+    #[error("seccomp {filter}: {syscall} is listed twice")]
+    SyscallTwice { filter: String, syscall: String },
+    #[error("seccomp {filter}: {syscall:?} is not a system call on this architecture")]
+    NotASyscall { filter: String, syscall: String },
+    #[error("seccomp {filter}: {syscall}: unknown errno {errno:?}")]
+    DenyErrno {
+        filter: String,
+        syscall: String,
+        errno: String,
+    },
+    /// `at` is `seccomp <filter>.deny_args: <syscall>`.
+    #[error("{at}: an argument filter narrows an allowed call; {syscall} is not allowed")]
+    ArgsOnUnallowed { at: String, syscall: String },
+    #[error("{at}: unknown errno {errno:?}")]
+    ArgsErrno { at: String, errno: String },
+    #[error("{0}: argument index 0..=5 and at least one name")]
+    ArgsShape(String),
+    #[error("{at}: unknown constant {name:?}")]
+    UnknownConstant { at: String, name: String },
+    #[error("capabilities {set}: unknown capability {name:?}")]
+    UnknownCapability { set: String, name: String },
+    #[error("capabilities {set}: {name} is listed twice")]
+    CapabilityTwice { set: String, name: String },
+    #[error("capabilities: {0} is both kept by the agent and listed under never")]
+    KeptAndNever(String),
+}
+
+fn check_reason(what: &str, reason: &str) -> Result<(), PolicyError> {
     if reason.trim().len() < 10 {
-        return Err(format!("{what}: the reason is missing or too short"));
+        return Err(PolicyError::NoReason {
+            entry: what.to_owned(),
+        });
     }
     Ok(())
 }
 
-fn check_filter(name: &str, f: &SyscallFilter) -> Result<(), String> {
+fn check_filter(name: &str, f: &SyscallFilter) -> Result<(), PolicyError> {
     check_reason(&format!("seccomp {name}.default"), &f.default.reason)?;
     match (f.default.action, f.default.errno.as_deref()) {
         (DefaultAction::Errno, Some(e)) if errno_number(e).is_some() => {}
         (DefaultAction::Errno, e) => {
-            return Err(format!(
-                "seccomp {name}.default: action errno needs a known errno, got {e:?}"
-            ));
+            return Err(PolicyError::DefaultErrno {
+                filter: name.to_owned(),
+                errno: e.map(str::to_owned),
+            });
         }
         (DefaultAction::KillProcess, None) => {}
         (DefaultAction::KillProcess, Some(_)) => {
-            return Err(format!(
-                "seccomp {name}.default: kill_process takes no errno"
-            ));
+            return Err(PolicyError::KillWithErrno(name.to_owned()));
         }
     }
     let mut seen = BTreeSet::new();
@@ -164,56 +212,72 @@ fn check_filter(name: &str, f: &SyscallFilter) -> Result<(), String> {
         .chain(f.deny.iter().map(|r| (&r.syscall, &r.reason)));
     for (sc, reason) in names {
         if !seen.insert(sc.as_str()) {
-            return Err(format!("seccomp {name}: {sc} is listed twice"));
+            return Err(PolicyError::SyscallTwice {
+                filter: name.to_owned(),
+                syscall: sc.clone(),
+            });
         }
         if super::seccomp::syscall_number(sc).is_none() {
-            return Err(format!(
-                "seccomp {name}: {sc:?} is not a system call on this architecture"
-            ));
+            return Err(PolicyError::NotASyscall {
+                filter: name.to_owned(),
+                syscall: sc.clone(),
+            });
         }
         check_reason(&format!("seccomp {name}: {sc}"), reason)?;
     }
     for d in &f.deny {
         if errno_number(&d.errno).is_none() {
-            return Err(format!(
-                "seccomp {name}: {}: unknown errno {:?}",
-                d.syscall, d.errno
-            ));
+            return Err(PolicyError::DenyErrno {
+                filter: name.to_owned(),
+                syscall: d.syscall.clone(),
+                errno: d.errno.clone(),
+            });
         }
     }
     for a in &f.deny_args {
         let at = format!("seccomp {name}.deny_args: {}", a.syscall);
         check_reason(&at, &a.reason)?;
         if !f.allow.iter().any(|r| r.syscall == a.syscall) {
-            return Err(format!(
-                "{at}: an argument filter narrows an allowed call; {} is not allowed",
-                a.syscall
-            ));
+            return Err(PolicyError::ArgsOnUnallowed {
+                at,
+                syscall: a.syscall.clone(),
+            });
         }
         if errno_number(&a.errno).is_none() {
-            return Err(format!("{at}: unknown errno {:?}", a.errno));
+            return Err(PolicyError::ArgsErrno {
+                at,
+                errno: a.errno.clone(),
+            });
         }
         let (arg, names) = match &a.when {
             ArgMatch::AnyFlag { arg, flags } => (*arg, flags),
             ArgMatch::NoneOf { arg, values } => (*arg, values),
         };
         if arg > 5 || names.is_empty() {
-            return Err(format!("{at}: argument index 0..=5 and at least one name"));
+            return Err(PolicyError::ArgsShape(at));
         }
         if let Some(bad) = names.iter().find(|n| constant(n).is_none()) {
-            return Err(format!("{at}: unknown constant {bad:?}"));
+            return Err(PolicyError::UnknownConstant {
+                at,
+                name: bad.clone(),
+            });
         }
     }
     Ok(())
 }
 
-fn check_caps(name: &str, entries: &[CapEntry]) -> Result<(), String> {
+fn check_caps(name: &str, entries: &[CapEntry]) -> Result<(), PolicyError> {
     let mut seen = BTreeSet::new();
     for e in entries {
-        caps::Capability::from_str(&e.name)
-            .map_err(|_| format!("capabilities {name}: unknown capability {:?}", e.name))?;
+        caps::Capability::from_str(&e.name).map_err(|_| PolicyError::UnknownCapability {
+            set: name.to_owned(),
+            name: e.name.clone(),
+        })?;
         if !seen.insert(e.name.as_str()) {
-            return Err(format!("capabilities {name}: {} is listed twice", e.name));
+            return Err(PolicyError::CapabilityTwice {
+                set: name.to_owned(),
+                name: e.name.clone(),
+            });
         }
         check_reason(&format!("capabilities {name}: {}", e.name), &e.reason)?;
     }
@@ -222,27 +286,30 @@ fn check_caps(name: &str, entries: &[CapEntry]) -> Result<(), String> {
 
 impl Policies {
     /// Parses and checks the compiled-in policy files.
-    pub fn load() -> Result<Policies, String> {
+    pub fn load() -> Result<Policies, PolicyError> {
         Self::parse(CAPABILITIES_JSON, SECCOMP_JSON)
     }
 
-    pub fn parse(capabilities: &str, seccomp: &str) -> Result<Policies, String> {
-        let capabilities: CapabilityPolicy = serde_json::from_str(capabilities)
-            .map_err(|e| format!("policy/capabilities.json: {e}"))?;
+    pub fn parse(capabilities: &str, seccomp: &str) -> Result<Policies, PolicyError> {
+        let capabilities: CapabilityPolicy =
+            serde_json::from_str(capabilities).map_err(|source| PolicyError::Json {
+                file: "policy/capabilities.json",
+                source,
+            })?;
         let seccomp: SeccompPolicy =
-            serde_json::from_str(seccomp).map_err(|e| format!("policy/seccomp.json: {e}"))?;
+            serde_json::from_str(seccomp).map_err(|source| PolicyError::Json {
+                file: "policy/seccomp.json",
+                source,
+            })?;
         if capabilities.version != 1 || seccomp.version != 1 {
-            return Err("policy files: unsupported version (expected 1)".into());
+            return Err(PolicyError::Version);
         }
         check_caps("agent", &capabilities.agent)?;
         check_caps("mount_helper", &capabilities.mount_helper)?;
         check_caps("never", &capabilities.never)?;
         for kept in &capabilities.agent {
             if capabilities.never.iter().any(|n| n.name == kept.name) {
-                return Err(format!(
-                    "capabilities: {} is both kept by the agent and listed under never",
-                    kept.name
-                ));
+                return Err(PolicyError::KeptAndNever(kept.name.clone()));
             }
         }
         check_filter("agent", &seccomp.agent)?;
@@ -313,6 +380,7 @@ mod tests {
         assert!(
             Policies::parse(CAPABILITIES_JSON, &bad)
                 .unwrap_err()
+                .to_string()
                 .contains("CLONE_NEWUSR")
         );
     }
@@ -342,6 +410,7 @@ mod tests {
         assert!(
             Policies::parse(&bad_caps, SECCOMP_JSON)
                 .unwrap_err()
+                .to_string()
                 .contains("CAP_DAC_OVERRIDDEN")
         );
         let no_reason = SECCOMP_JSON.replacen(
@@ -354,12 +423,14 @@ mod tests {
         assert!(
             Policies::parse(caps_ok, &unknown)
                 .unwrap_err()
+                .to_string()
                 .contains("raed")
         );
         let dup = SECCOMP_JSON.replacen("\"syscall\": \"write\"", "\"syscall\": \"read\"", 1);
         assert!(
             Policies::parse(caps_ok, &dup)
                 .unwrap_err()
+                .to_string()
                 .contains("twice")
         );
     }

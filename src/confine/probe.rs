@@ -63,10 +63,14 @@ fn expect_ok(check: &str, r: io::Result<()>) -> Outcome {
 /// Confines this process with the agent's plan for `config`, then runs every check.
 /// With `unlisted`, finally makes a system call no policy lists (the default action
 /// applies: under kill_process the probe dies with SIGSYS and reports nothing more).
-pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
+pub fn run(config: &Config, unlisted: bool) -> Result<Vec<Outcome>, super::ConfineError> {
     let plan = super::Plan::for_config(config)?;
     let scratch = config.root_dir.join("pods");
-    std::fs::create_dir_all(&scratch)?;
+    std::fs::create_dir_all(&scratch).map_err(|source| super::ConfineError::Mkdir {
+        what: "probe scratch directory",
+        path: scratch.clone(),
+        source,
+    })?;
     // The target of the mode changes by path (issue 15, finding 9). Left in place so the
     // caller can judge from outside that its mode did not change; made 0600 if missing.
     let chmod_target = scratch.join(crate::sys::CHMOD_TARGET);
@@ -76,7 +80,13 @@ pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
         .mode(0o600)
         .open(&chmod_target)
     {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e.into()),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+            return Err(super::ConfineError::Mkdir {
+                what: "probe chmod target",
+                path: chmod_target,
+                source: e,
+            });
+        }
         _ => {}
     }
     plan.enforce()?;
@@ -176,7 +186,8 @@ pub fn run(config: &Config, unlisted: bool) -> anyhow::Result<Vec<Outcome>> {
     });
     if unlisted {
         for o in &out {
-            println!("{}", serde_json::to_string(o)?);
+            let line = serde_json::to_string(o).map_err(super::ConfineError::ProbeReport)?;
+            println!("{line}");
         }
         let r = crate::sys::attempt_unlisted();
         out.push(expect_err(

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use seccompiler::{BpfProgram, TargetArch};
 
+use super::ConfineError;
 use super::policy::{ArgMatch, ArgRule, DefaultAction, SyscallFilter, constant, errno_number};
 
 #[cfg(target_arch = "x86_64")]
@@ -31,7 +32,7 @@ fn compile_one(
     mismatch: serde_json::Value,
     matched: serde_json::Value,
     names: &[&str],
-) -> Result<BpfProgram, String> {
+) -> Result<BpfProgram, ConfineError> {
     let filter: Vec<_> = names
         .iter()
         .map(|n| serde_json::json!({ "syscall": n }))
@@ -66,14 +67,13 @@ fn compile_rules(
     mismatch: serde_json::Value,
     matched: serde_json::Value,
     filter: Vec<serde_json::Value>,
-) -> Result<BpfProgram, String> {
+) -> Result<BpfProgram, ConfineError> {
     let json = serde_json::json!({
         "f": { "mismatch_action": mismatch, "match_action": matched, "filter": filter }
     });
     let mut map = seccompiler::compile_from_json(json.to_string().as_bytes(), ARCH)
-        .map_err(|e| format!("seccomp filter: {e}"))?;
-    map.remove("f")
-        .ok_or_else(|| "seccomp filter: compiler returned no program".to_string())
+        .map_err(ConfineError::SeccompCompile)?;
+    map.remove("f").ok_or(ConfineError::SeccompNoProgram)
 }
 
 /// Whether `name` is a system call seccompiler knows on this architecture.
@@ -89,20 +89,22 @@ pub fn syscall_number(name: &str) -> Option<()> {
 
 /// The BPF programs for one process, to be installed in order: the deny filters, then
 /// the allow-list.
-pub fn compile(filter: &SyscallFilter) -> Result<Vec<BpfProgram>, String> {
+pub fn compile(filter: &SyscallFilter) -> Result<Vec<BpfProgram>, ConfineError> {
     let mut listed: Vec<&str> = filter.allow.iter().map(|r| r.syscall.as_str()).collect();
     listed.extend(filter.deny.iter().map(|r| r.syscall.as_str()));
     let mut programs = Vec::new();
     let mut by_errno: BTreeMap<u32, Vec<serde_json::Value>> = BTreeMap::new();
     for d in &filter.deny {
-        let errno = errno_number(&d.errno).ok_or_else(|| format!("unknown errno {}", d.errno))?;
+        let errno =
+            errno_number(&d.errno).ok_or_else(|| ConfineError::UnknownErrno(d.errno.clone()))?;
         by_errno
             .entry(errno)
             .or_default()
             .push(serde_json::json!({ "syscall": d.syscall }));
     }
     for a in &filter.deny_args {
-        let errno = errno_number(&a.errno).ok_or_else(|| format!("unknown errno {}", a.errno))?;
+        let errno =
+            errno_number(&a.errno).ok_or_else(|| ConfineError::UnknownErrno(a.errno.clone()))?;
         by_errno.entry(errno).or_default().extend(arg_rules(a));
     }
     for (errno, rules) in by_errno {
@@ -123,9 +125,9 @@ pub fn compile(filter: &SyscallFilter) -> Result<Vec<BpfProgram>, String> {
 
 /// Installs the programs on every thread of the process (TSYNC), which also sets
 /// no_new_privs.
-pub fn install(programs: &[BpfProgram]) -> Result<(), String> {
+pub fn install(programs: &[BpfProgram]) -> Result<(), ConfineError> {
     for p in programs {
-        seccompiler::apply_filter_all_threads(p).map_err(|e| format!("seccomp: {e}"))?;
+        seccompiler::apply_filter_all_threads(p).map_err(ConfineError::SeccompInstall)?;
     }
     Ok(())
 }

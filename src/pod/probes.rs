@@ -31,7 +31,7 @@ impl<R: Runtime> Exec for CriExec<R> {
             Runtime::exec_sync(&self.0, &id, cmd, timeout)
                 .await
                 .map(|r| (r.exit_code, r.stdout, r.stderr))
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::probe::ExecError(e.to_string()))
         })
     }
 }

@@ -8,11 +8,16 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::{MAX_OUTPUT, ProbeOutcome};
+use super::{MAX_OUTPUT, ProbeError, ProbeOutcome};
+
+/// Why a command could not be run at all (the runtime's message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExecError(pub String);
 
 /// What [`Exec::exec_sync`] answers: (exit code, stdout, stderr), or why the command could
 /// not be run.
-pub type ExecResult = Result<(i32, Vec<u8>, Vec<u8>), String>;
+pub type ExecResult = Result<(i32, Vec<u8>, Vec<u8>), ExecError>;
 
 /// Runs a command in a container and waits for it: the CRI `ExecSync` call.
 ///
@@ -36,7 +41,7 @@ pub(super) async fn run(
     container_id: &str,
     command: &[String],
     timeout: Duration,
-) -> Result<ProbeOutcome, String> {
+) -> Result<ProbeOutcome, ProbeError> {
     let (code, stdout, stderr) = exec
         .exec_sync(container_id, command.to_vec(), timeout)
         .await?;
@@ -186,7 +191,7 @@ pub(super) mod tests {
 
     #[tokio::test]
     async fn runtime_error_is_failure_for_hooks() {
-        let fake = FakeExec::new(Err("container not found".into()));
+        let fake = FakeExec::new(Err(crate::probe::ExecError("container not found".into())));
         let o = run_handler(&handler(&["x"]), &target(), &fake, Duration::from_secs(1)).await;
         assert_eq!(o.result, ProbeResult::Failure);
         assert!(o.message.contains("container not found"));

@@ -179,7 +179,7 @@ mod tests {
     }
 
     async fn probe(port: u16, service: Option<&str>, timeout: Duration) -> ProbeOutcome {
-        let fake = FakeExec::new(Err("unused".into()));
+        let fake = FakeExec::new(Err(crate::probe::ExecError("unused".into())));
         let h = Handler::Grpc(GRPCAction {
             port: i32::from(port),
             service: service.map(str::to_string),

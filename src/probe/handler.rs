@@ -119,7 +119,7 @@ pub async fn run_handler(
 ) -> ProbeOutcome {
     attempt(handler, target, exec, timeout)
         .await
-        .unwrap_or_else(ProbeOutcome::failure)
+        .unwrap_or_else(|e| ProbeOutcome::failure(e.to_string()))
 }
 
 /// Runs `handler` once. `Err` is a probe error: the probe could not be carried out at all
@@ -129,7 +129,7 @@ pub(super) async fn attempt(
     target: &Target,
     exec: &dyn Exec,
     timeout: Duration,
-) -> Result<ProbeOutcome, String> {
+) -> Result<ProbeOutcome, ProbeError> {
     let deadline = Instant::now() + timeout;
     let bounded = |what: String| format!("{what} did not complete within {timeout:?}");
     match handler {
@@ -182,7 +182,7 @@ pub(super) async fn attempt(
 
 /// A probe's port as a number: an integer, the name of one of the container's ports, or a
 /// number written as a string; 1-65535 (upstream's `ResolveContainerPort`).
-pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
+pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, ProbeError> {
     let n = match port {
         IntOrString::Int(n) => i64::from(*n),
         IntOrString::String(name) => {
@@ -194,15 +194,16 @@ pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, St
                 .map(|p| i64::from(p.container_port));
             match named {
                 Some(n) => n,
-                None => name.parse::<i64>().map_err(|_| {
-                    format!("port {name:?} not found in container {:?}", container.name)
+                None => name.parse::<i64>().map_err(|_| ProbeError::PortNotFound {
+                    port: name.clone(),
+                    container: container.name.clone(),
                 })?,
             }
         }
     };
     match u16::try_from(n) {
         Ok(p) if p > 0 => Ok(p),
-        _ => Err(format!("invalid port number: {n}")),
+        _ => Err(ProbeError::InvalidPort(n)),
     }
 }
 
@@ -342,7 +343,7 @@ mod tests {
 
     #[tokio::test]
     async fn sleep_hook_is_bounded_by_the_timeout() {
-        let fake = FakeExec::new(Err("unused".into()));
+        let fake = FakeExec::new(Err(crate::probe::ExecError("unused".into())));
         let target = Target {
             pod_ip: "127.0.0.1".into(),
             container_id: "c".into(),

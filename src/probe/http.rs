@@ -17,16 +17,40 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::HTTPGetAction;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::ClientConfig;
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::handler::{HttpPurpose, error_chain, join_host_port, resolve_port};
-use super::{KUBE_MINOR_VERSION, MAX_OUTPUT, ProbeOutcome, Target};
+use super::{KUBE_MINOR_VERSION, MAX_OUTPUT, ProbeError, ProbeOutcome, Target};
+use crate::tls::signatures::HandshakeSignatures;
+
+/// Why a URL, a header or the TLS client could not be made; each becomes the message of
+/// a probe Failure, in Go's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    #[error("unsupported protocol scheme {0:?}")]
+    UnsupportedScheme(String),
+    #[error("no host: the pod has no IP")]
+    NoPodIp,
+    #[error("no host in URL")]
+    NoHost,
+    #[error("missing ']' in host")]
+    UnclosedIpv6,
+    #[error("invalid port {0:?}")]
+    InvalidPort(String),
+    #[error("invalid header field name {0:?}")]
+    InvalidHeaderName(String),
+    #[error("invalid header field value for {0:?}")]
+    InvalidHeaderValue(String),
+    #[error("invalid User-Agent")]
+    InvalidUserAgent,
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+}
 
 /// Go's client stops at 10 requests: the original and 9 redirects.
 const MAX_REQUESTS: usize = 10;
@@ -37,11 +61,11 @@ pub(super) async fn run(
     action: &HTTPGetAction,
     purpose: HttpPurpose,
     target: &Target,
-) -> Result<ProbeOutcome, String> {
+) -> Result<ProbeOutcome, ProbeError> {
     let port = resolve_port(&action.port, &target.container)?;
     let origin = match start_url(action, target, port) {
         Ok(u) => u,
-        Err(e) => return Ok(ProbeOutcome::failure(e)),
+        Err(e) => return Ok(ProbeOutcome::failure(e.to_string())),
     };
     let (headers, mut host_override) = match request_headers(action, purpose) {
         Ok(h) => h,
@@ -76,7 +100,7 @@ pub(super) async fn run(
                     url.to_string()
                 )));
             }
-            Err(HopError::Body(e)) => return Err(format!("reading the response body: {e}")),
+            Err(HopError::Body(e)) => return Err(ProbeError::Body(e)),
         };
         match step {
             Step::Follow { next, relative } => {
@@ -101,9 +125,9 @@ pub(super) fn describe(action: &HTTPGetAction, target: &Target) -> String {
     match resolve_port(&action.port, &target.container) {
         Ok(port) => match start_url(action, target, port) {
             Ok(u) => u.to_string(),
-            Err(e) => e,
+            Err(e) => e.to_string(),
         },
-        Err(e) => e,
+        Err(e) => e.to_string(),
     }
 }
 
@@ -158,7 +182,7 @@ impl fmt::Display for Url {
 }
 
 /// `scheme://host:port/path` for an action: host is `host` or the pod IP.
-fn start_url(action: &HTTPGetAction, target: &Target, port: u16) -> Result<Url, String> {
+fn start_url(action: &HTTPGetAction, target: &Target, port: u16) -> Result<Url, HttpError> {
     let scheme = action
         .scheme
         .as_deref()
@@ -167,7 +191,7 @@ fn start_url(action: &HTTPGetAction, target: &Target, port: u16) -> Result<Url, 
     let https = match scheme.as_str() {
         "http" => false,
         "https" => true,
-        other => return Err(format!("unsupported protocol scheme {other:?}")),
+        other => return Err(HttpError::UnsupportedScheme(other.to_owned())),
     };
     let host = match action.host.as_deref() {
         Some(h) if !h.is_empty() => h,
@@ -178,7 +202,7 @@ fn start_url(action: &HTTPGetAction, target: &Target, port: u16) -> Result<Url, 
         .trim_end_matches(']')
         .to_string();
     if host.is_empty() {
-        return Err("no host: the pod has no IP".into());
+        return Err(HttpError::NoPodIp);
     }
     let path = action.path.as_deref().unwrap_or("");
     let path = strip_fragment(path);
@@ -202,13 +226,13 @@ fn start_url(action: &HTTPGetAction, target: &Target, port: u16) -> Result<Url, 
 fn request_headers(
     action: &HTTPGetAction,
     purpose: HttpPurpose,
-) -> Result<(HeaderMap, Option<String>), String> {
+) -> Result<(HeaderMap, Option<String>), HttpError> {
     let mut headers = HeaderMap::new();
     for h in action.http_headers.iter().flatten() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("invalid header field name {:?}", h.name))?;
+            .map_err(|_| HttpError::InvalidHeaderName(h.name.clone()))?;
         let value = HeaderValue::from_str(&h.value)
-            .map_err(|_| format!("invalid header field value for {:?}", h.name))?;
+            .map_err(|_| HttpError::InvalidHeaderValue(h.name.clone()))?;
         headers.append(name, value);
     }
     let host = headers
@@ -223,7 +247,7 @@ fn request_headers(
         let ua = format!("kube-{fragment}/{KUBE_MINOR_VERSION}");
         headers.insert(
             USER_AGENT,
-            HeaderValue::from_str(&ua).map_err(|_| "invalid User-Agent".to_string())?,
+            HeaderValue::from_str(&ua).map_err(|_| HttpError::InvalidUserAgent)?,
         );
     } else if headers.get(USER_AGENT).is_some_and(|v| v.is_empty()) {
         headers.remove(USER_AGENT);
@@ -284,7 +308,7 @@ async fn exchange(
     }
     let config = match &*INSECURE_TLS {
         Ok(c) => c.clone(),
-        Err(e) => return Err(HopError::Failure(e.clone())),
+        Err(e) => return Err(HopError::Failure(e.to_string())),
     };
     let name = ServerName::try_from(url.host.clone())
         .map_err(|_| HopError::Failure(format!("invalid TLS server name {:?}", url.host)))?;
@@ -382,17 +406,15 @@ async fn read_capped(mut body: Incoming) -> Result<Vec<u8>, hyper::Error> {
 
 /// Resolves a Location against the URL that answered with it (RFC 3986 §5.2). Also says
 /// whether the Location was relative (no scheme or authority).
-fn resolve(base: &Url, location: &str) -> Result<(Url, bool), String> {
+fn resolve(base: &Url, location: &str) -> Result<(Url, bool), HttpError> {
     let location = strip_fragment(location);
     if let Some((scheme, rest)) = split_scheme(location) {
         let https = match scheme.to_ascii_lowercase().as_str() {
             "http" => false,
             "https" => true,
-            other => return Err(format!("unsupported protocol scheme {other:?}")),
+            other => return Err(HttpError::UnsupportedScheme(other.to_owned())),
         };
-        let rest = rest
-            .strip_prefix("//")
-            .ok_or_else(|| "no host in URL".to_string())?;
+        let rest = rest.strip_prefix("//").ok_or(HttpError::NoHost)?;
         return Ok((absolute(https, rest)?, false));
     }
     if let Some(rest) = location.strip_prefix("//") {
@@ -427,15 +449,13 @@ fn split_scheme(s: &str) -> Option<(&str, &str)> {
 }
 
 /// `authority[/path][?query]` after `scheme://`.
-fn absolute(https: bool, rest: &str) -> Result<Url, String> {
+fn absolute(https: bool, rest: &str) -> Result<Url, HttpError> {
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     // Userinfo is dropped: a probe never sends credentials it was redirected to.
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let close = v6
-            .find(']')
-            .ok_or_else(|| "missing ']' in host".to_string())?;
+        let close = v6.find(']').ok_or(HttpError::UnclosedIpv6)?;
         (&v6[..close], v6[close + 1..].strip_prefix(':'))
     } else {
         match authority.rsplit_once(':') {
@@ -444,14 +464,14 @@ fn absolute(https: bool, rest: &str) -> Result<Url, String> {
         }
     };
     if host.is_empty() {
-        return Err("no host in URL".into());
+        return Err(HttpError::NoHost);
     }
     let default = if https { 443 } else { 80 };
     let (port, explicit_port) = match port {
         None | Some("") => (default, false),
         Some(p) => (
             p.parse::<u16>()
-                .map_err(|_| format!("invalid port {p:?}"))?,
+                .map_err(|_| HttpError::InvalidPort(p.to_owned()))?,
             true,
         ),
     };
@@ -546,14 +566,14 @@ fn encode_path(s: &str) -> String {
 }
 
 /// The client configuration of HTTPS probes and hooks: TLS without certificate checks.
-static INSECURE_TLS: LazyLock<Result<Arc<ClientConfig>, String>> = LazyLock::new(|| {
+static INSECURE_TLS: LazyLock<Result<Arc<ClientConfig>, HttpError>> = LazyLock::new(|| {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = InsecureSkipVerifyForProbes {
-        algorithms: provider.signature_verification_algorithms,
+        signatures: HandshakeSignatures::of(&provider),
     };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
+        .map_err(|e| HttpError::TlsConfig(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -571,7 +591,7 @@ static INSECURE_TLS: LazyLock<Result<Arc<ClientConfig>, String>> = LazyLock::new
 /// use it (everything else verifies peers).
 #[derive(Debug)]
 struct InsecureSkipVerifyForProbes {
-    algorithms: WebPkiSupportedAlgorithms,
+    signatures: HandshakeSignatures,
 }
 
 impl ServerCertVerifier for InsecureSkipVerifyForProbes {
@@ -586,27 +606,7 @@ impl ServerCertVerifier for InsecureSkipVerifyForProbes {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    crate::tls::signatures::delegate_handshake_signatures!(signatures);
 }
 
 #[cfg(test)]
@@ -642,7 +642,7 @@ mod tests {
     }
 
     async fn probe_for(a: HTTPGetAction, purpose: HttpPurpose, t: Duration) -> ProbeOutcome {
-        let fake = FakeExec::new(Err("unused".into()));
+        let fake = FakeExec::new(Err(crate::probe::ExecError("unused".into())));
         let h = Handler::HttpGet { action: a, purpose };
         run_handler(&h, &target(), &fake, t).await
     }

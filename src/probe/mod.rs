@@ -23,7 +23,7 @@ mod testserver;
 
 use k8s_openapi::api::core::v1::Container;
 
-pub use exec::{Exec, ExecResult};
+pub use exec::{Exec, ExecError, ExecResult};
 pub use handler::{Handler, HttpPurpose, resolve_port, run_handler};
 pub use scheduler::{ProbeCounts, ProbeManager, ProbeUpdate, SchedulerStats};
 pub use state::{ProbeSpec, ProbeState};
@@ -144,4 +144,16 @@ pub enum ProbeError {
     TcpSocketHook,
     #[error("the probe scheduler has stopped")]
     SchedulerStopped,
+    /// The exec could not be started (runtime unreachable, container gone).
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("port {port:?} not found in container {container:?}")]
+    PortNotFound { port: String, container: String },
+    #[error("invalid port number: {0}")]
+    InvalidPort(i64),
+    /// The HTTP response body broke off.
+    #[error("reading the response body: {0}")]
+    Body(String),
+    #[error("probe handler panicked")]
+    Panicked,
 }

@@ -189,7 +189,7 @@ async fn drive(
     exec: Arc<dyn Exec>,
     stats: Arc<Stats>,
 ) {
-    let mut running: JoinSet<(EntryId, Result<ProbeOutcome, String>)> = JoinSet::new();
+    let mut running: JoinSet<(EntryId, Result<ProbeOutcome, ProbeError>)> = JoinSet::new();
     let mut queued: VecDeque<Run> = VecDeque::new();
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
@@ -206,7 +206,7 @@ async fn drive(
                 let result = AssertUnwindSafe(once)
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| Err("probe handler panicked".to_string()));
+                    .unwrap_or(Err(ProbeError::Panicked));
                 (run.id, result)
             });
             stats.spawned.fetch_add(1, Ordering::Relaxed);
@@ -456,7 +456,7 @@ impl Schedule {
     fn complete(
         &mut self,
         id: EntryId,
-        result: Result<ProbeOutcome, String>,
+        result: Result<ProbeOutcome, ProbeError>,
     ) -> Option<ProbeUpdate> {
         let entry = self.entries.get_mut(&id)?;
         entry.in_flight = false;
@@ -569,7 +569,7 @@ mod tests {
         runs.iter().map(|r| s.entries[&r.id].key.kind).collect()
     }
 
-    fn ok(result: ProbeResult) -> Result<ProbeOutcome, String> {
+    fn ok(result: ProbeResult) -> Result<ProbeOutcome, ProbeError> {
         Ok(ProbeOutcome {
             result,
             message: format!("{result:?}"),
@@ -750,7 +750,15 @@ mod tests {
             c.at(0.0),
         );
         let runs = s.pop_due(c.at(0.0));
-        assert_eq!(s.complete(runs[0].id, Err("runtime down".into())), None);
+        assert_eq!(
+            s.complete(
+                runs[0].id,
+                Err(ProbeError::Exec(crate::probe::ExecError(
+                    "runtime down".into()
+                )))
+            ),
+            None
+        );
         let runs = s.pop_due(c.at(1.0));
         assert_eq!(runs.len(), 1, "an error does not hold the probe");
         assert_eq!(
@@ -868,7 +876,9 @@ mod tests {
             failure_threshold: Some(1),
             ..Default::default()
         };
-        let (manager, mut updates) = ProbeManager::new(Arc::new(FakeExec::new(Err("x".into()))));
+        let (manager, mut updates) = ProbeManager::new(Arc::new(FakeExec::new(Err(
+            crate::probe::ExecError("x".into()),
+        ))));
         let now = Instant::now();
         manager
             .add(key(ProbeKind::Readiness), tcp(open), target("c1"), now)

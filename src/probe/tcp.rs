@@ -44,7 +44,7 @@ mod tests {
 
     #[tokio::test]
     async fn open_port_succeeds_closed_port_fails() {
-        let fake = FakeExec::new(Err("unused".into()));
+        let fake = FakeExec::new(Err(crate::probe::ExecError("unused".into())));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = listener.local_addr().unwrap().port();
         let o = run_handler(&tcp(open), &target(), &fake, Duration::from_secs(1)).await;
@@ -66,7 +66,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_named_port_is_a_probe_error() {
-        let fake = FakeExec::new(Err("unused".into()));
+        let fake = FakeExec::new(Err(crate::probe::ExecError("unused".into())));
         let h = Handler::TcpSocket(TCPSocketAction {
             host: None,
             port: IntOrString::String("metrics".into()),

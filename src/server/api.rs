@@ -23,7 +23,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::audit::{self, AuditLog, Event, RequestEvent, Target};
 use super::authn::{self, TokenAuthenticator, User};
-use super::authz::{self, Authorizer, Review, Verdict};
+use super::authz::{self, Authorizer};
 use super::metrics::HttpMetrics;
 use super::routes::{self, Route};
 use crate::cri::Cri;
@@ -364,9 +364,10 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     // The attributes are known before authentication, so every audit line carries them.
+    let attrs = authz::attributes(req.method().as_str(), req.uri().path());
     let mut outcome = Outcome {
         user: None,
-        verb: authz::request_verb(req.method().as_str(), req.uri().path()),
+        verb: attrs.as_ref().map(|a| a.verb),
         subresource: authz::subresources(req.uri().path()).first().copied(),
         decision: Decision::Unauthenticated("no credentials"),
     };
@@ -388,56 +389,30 @@ where
             }
         };
     outcome.user = Some(user.clone());
-    // 2. Authorization on upstream's attributes.
-    let Some(verb) = authz::request_verb(req.method().as_str(), req.uri().path()) else {
+    // 2. Authorization on upstream's attributes, by the one decider.
+    let Some(attrs) = attrs else {
         outcome.decision = Decision::MethodNotAllowed;
         return (
             text(StatusCode::METHOD_NOT_ALLOWED, METHOD_NOT_ALLOWED),
             outcome,
         );
     };
-    let mut failed = false;
-    let mut busy_ = false;
-    let mut allowed = None;
-    for sub in authz::subresources(req.uri().path()) {
-        outcome.subresource = Some(sub);
-        let review = Review {
-            user: user.name.clone(),
-            groups: user.groups.clone(),
-            uid: user.uid.clone(),
-            extra: user.extra.clone(),
-            verb,
-            subresource: sub,
-        };
-        match api.authorizer.authorize(&review).await {
-            Ok(Verdict::Allow(by)) => {
-                allowed = Some(by);
-                break;
-            }
-            Ok(Verdict::Deny) => {}
-            Err(authz::ReviewError::Busy) => {
-                busy_ = true;
-                break;
-            }
-            Err(authz::ReviewError::Failed(e)) => {
-                tracing::warn!(error = %e, "authorizer failed; request refused");
-                failed = true;
-            }
+    let decision = authz::decide(api.authorizer.as_ref(), &user, &attrs).await;
+    outcome.subresource = Some(decision.subresource());
+    let by = match decision {
+        authz::Decision::Allow { by, .. } => by,
+        authz::Decision::Busy { .. } => {
+            outcome.decision = Decision::Busy;
+            return (close(busy()), outcome);
         }
-    }
-    let Some(by) = allowed else {
-        let (decision, resp) = if busy_ {
-            (Decision::Busy, close(busy()))
-        } else if failed {
-            (
-                Decision::AuthorizerError,
-                text(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL),
-            )
-        } else {
-            (Decision::Forbidden, text(StatusCode::FORBIDDEN, FORBIDDEN))
-        };
-        outcome.decision = decision;
-        return (resp, outcome);
+        authz::Decision::Failed { .. } => {
+            outcome.decision = Decision::AuthorizerError;
+            return (text(StatusCode::INTERNAL_SERVER_ERROR, INTERNAL), outcome);
+        }
+        authz::Decision::Deny { .. } => {
+            outcome.decision = Decision::Forbidden;
+            return (text(StatusCode::FORBIDDEN, FORBIDDEN), outcome);
+        }
     };
     outcome.decision = Decision::Allow(by);
     // 3. Routing, only for allowed requests.

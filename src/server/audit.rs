@@ -138,20 +138,32 @@ pub fn line_hash(line: &[u8]) -> String {
     hex::encode(Sha256::digest(line))
 }
 
+/// Why a line is not an audit record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("longer than {MAX_LINE} bytes")]
+    TooLong,
+    /// Not JSON of the record's shape (serde_json's message).
+    #[error("{0}")]
+    Json(String),
+    #[error("prev: not a lower-case hex SHA-256")]
+    BadPrev,
+}
+
 /// Parses one line (fuzzed). Unknown fields, oversized lines and malformed `prev` values
 /// are errors.
-pub fn parse_record(line: &[u8]) -> Result<Record, String> {
+pub fn parse_record(line: &[u8]) -> Result<Record, RecordError> {
     if line.len() > MAX_LINE {
-        return Err(format!("longer than {MAX_LINE} bytes"));
+        return Err(RecordError::TooLong);
     }
-    let r: Record = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let r: Record = serde_json::from_slice(line).map_err(|e| RecordError::Json(e.to_string()))?;
     if r.prev.len() != 64
         || !r
             .prev
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     {
-        return Err("prev: not a lower-case hex SHA-256".into());
+        return Err(RecordError::BadPrev);
     }
     Ok(r)
 }

@@ -7,7 +7,7 @@
 //! file can express "allow everything".
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
@@ -152,86 +152,156 @@ pub struct StandalonePolicy {
     rules: Vec<Rule>,
 }
 
-/// A decision and the rule that made it (for the audit line).
+/// Where in a policy file a problem is: `rules[i] ("name").field`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Allow {
-        rule: String,
-        subresource: &'static str,
+pub struct RuleField {
+    pub index: usize,
+    pub name: String,
+    pub field: &'static str,
+}
+
+impl std::fmt::Display for RuleField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "rules[{}] ({:?}).{}", self.index, self.name, self.field)
+    }
+}
+
+/// Why a standalone authorization policy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
     },
-    Deny,
+    #[error("{}: larger than {MAX_POLICY_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    NotUtf8 {
+        path: PathBuf,
+        source: std::string::FromUtf8Error,
+    },
+    /// The file's content is refused; `source` says why.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        source: Box<PolicyError>,
+    },
+    /// Not YAML or JSON of the policy's shape (the parser's first lines).
+    #[error("{0}")]
+    Syntax(String),
+    #[error(
+        "apiVersion {api_version:?}, kind {kind:?}: expected {POLICY_API_VERSION:?}, {POLICY_KIND:?}"
+    )]
+    WrongKind { api_version: String, kind: String },
+    #[error("rules: at least one rule is required")]
+    NoRules,
+    #[error("rules[{0}].name: required")]
+    NoName(usize),
+    #[error("{0}: every rule states why it exists")]
+    NoReason(RuleField),
+    #[error("{0}: name at least one user or group")]
+    NoPrincipal(RuleField),
+    #[error(
+        "{at}: {name:?}: wildcards and empty names are not allowed; name principals explicitly"
+    )]
+    NotExplicit { at: RuleField, name: String },
+    #[error("{at}: {group:?} would admit anonymous callers")]
+    Anonymous { at: RuleField, group: String },
+    #[error("{0}: at least one is required")]
+    Empty(RuleField),
+    #[error("{at}: {value:?} is not one of {}", known.join(", "))]
+    Unknown {
+        at: RuleField,
+        value: String,
+        known: &'static [&'static str],
+    },
 }
 
 impl StandalonePolicy {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         if bytes.len() > MAX_POLICY_BYTES {
-            return Err(format!(
-                "{}: larger than {MAX_POLICY_BYTES} bytes",
-                path.display()
-            ));
+            return Err(PolicyError::TooLarge {
+                path: path.to_owned(),
+            });
         }
-        let text = String::from_utf8(bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let text = String::from_utf8(bytes).map_err(|source| PolicyError::NotUtf8 {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| PolicyError::InFile {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
     }
 
     /// Parses and validates a policy (YAML or JSON).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
         let f: PolicyFile = serde_saphyr::from_str(text).map_err(|e| {
-            e.to_string()
-                .lines()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" | ")
+            PolicyError::Syntax(
+                e.to_string()
+                    .lines()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            )
         })?;
         if f.api_version != POLICY_API_VERSION || f.kind != POLICY_KIND {
-            return Err(format!(
-                "apiVersion {:?}, kind {:?}: expected {POLICY_API_VERSION:?}, {POLICY_KIND:?}",
-                f.api_version, f.kind
-            ));
+            return Err(PolicyError::WrongKind {
+                api_version: f.api_version,
+                kind: f.kind,
+            });
         }
         if f.rules.is_empty() {
-            return Err("rules: at least one rule is required".into());
+            return Err(PolicyError::NoRules);
         }
         let mut rules = Vec::new();
         for (i, r) in f.rules.into_iter().enumerate() {
-            let at = |field: &str| format!("rules[{i}] ({:?}).{field}", r.name);
+            let at = |field: &'static str| RuleField {
+                index: i,
+                name: r.name.clone(),
+                field,
+            };
             if r.name.trim().is_empty() {
-                return Err(format!("rules[{i}].name: required"));
+                return Err(PolicyError::NoName(i));
             }
             if r.reason.trim().is_empty() {
-                return Err(format!("{}: every rule states why it exists", at("reason")));
+                return Err(PolicyError::NoReason(at("reason")));
             }
             if r.users.is_empty() && r.groups.is_empty() {
-                return Err(format!("{}: name at least one user or group", at("users")));
+                return Err(PolicyError::NoPrincipal(at("users")));
             }
             for (field, list) in [("users", &r.users), ("groups", &r.groups)] {
                 if let Some(bad) = list.iter().find(|u| u.is_empty() || u.contains('*')) {
-                    return Err(format!(
-                        "{}: {bad:?}: wildcards and empty names are not allowed; name principals explicitly",
-                        at(field)
-                    ));
+                    return Err(PolicyError::NotExplicit {
+                        at: at(field),
+                        name: bad.clone(),
+                    });
                 }
             }
             if let Some(bad) = r.groups.iter().find(|g| *g == "system:unauthenticated") {
-                return Err(format!(
-                    "{}: {bad:?} would admit anonymous callers",
-                    at("groups")
-                ));
+                return Err(PolicyError::Anonymous {
+                    at: at("groups"),
+                    group: bad.clone(),
+                });
             }
             for (field, list, known) in [
                 ("verbs", &r.verbs, VERBS),
                 ("subresources", &r.subresources, SUBRESOURCES),
             ] {
                 if list.is_empty() {
-                    return Err(format!("{}: at least one is required", at(field)));
+                    return Err(PolicyError::Empty(at(field)));
                 }
                 if let Some(bad) = list.iter().find(|v| !known.contains(&v.as_str())) {
-                    return Err(format!(
-                        "{}: {bad:?} is not one of {}",
-                        at(field),
-                        known.join(", ")
-                    ));
+                    return Err(PolicyError::Unknown {
+                        at: at(field),
+                        value: bad.clone(),
+                        known,
+                    });
                 }
             }
             rules.push(Rule {
@@ -243,22 +313,6 @@ impl StandalonePolicy {
             });
         }
         Ok(StandalonePolicy { rules })
-    }
-
-    pub fn decide(&self, user: &User, attrs: &Attributes) -> Decision {
-        for sub in attrs.subresources {
-            for r in &self.rules {
-                let who = r.users.contains(&user.name)
-                    || user.groups.iter().any(|g| r.groups.contains(g));
-                if who && r.verbs.contains(attrs.verb) && r.subresources.contains(*sub) {
-                    return Decision::Allow {
-                        rule: r.name.clone(),
-                        subresource: sub,
-                    };
-                }
-            }
-        }
-        Decision::Deny
     }
 }
 
@@ -297,6 +351,70 @@ pub enum Verdict {
 /// SubjectAccessReview does. `Err` is a failure to decide (answered 500, never allowed).
 pub trait Authorizer: Send + Sync {
     fn authorize<'a>(&'a self, review: &'a Review) -> BoxFuture<'a, Result<Verdict, ReviewError>>;
+}
+
+/// How the authorization of one request ended, and on which subresource (the one that
+/// allowed it, the one whose review was refused for want of budget, or the last one asked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed, and by what (a policy rule name, or "webhook").
+    Allow {
+        by: String,
+        subresource: &'static str,
+    },
+    /// Every subresource was denied.
+    Deny { subresource: &'static str },
+    /// The review budget was exhausted; the remaining subresources were not asked.
+    Busy { subresource: &'static str },
+    /// No subresource was allowed and at least one review failed (answered 500).
+    Failed { subresource: &'static str },
+}
+
+impl Decision {
+    /// The subresource the decision names (for the audit line).
+    pub fn subresource(&self) -> &'static str {
+        match self {
+            Decision::Allow { subresource, .. }
+            | Decision::Deny { subresource }
+            | Decision::Busy { subresource }
+            | Decision::Failed { subresource } => subresource,
+        }
+    }
+}
+
+/// The one authorization decider: asks `authorizer` about `user` doing `attrs.verb` on each
+/// of `attrs.subresources` in order (fine-grained first, then `proxy`) and stops at the
+/// first allow. A failed review does not stop the walk (a later subresource may still
+/// allow); an exhausted budget does. The request pipeline (`api.rs`), the unit tests and
+/// the fuzz target all call this.
+pub async fn decide(authorizer: &dyn Authorizer, user: &User, attrs: &Attributes) -> Decision {
+    let mut failed = false;
+    let mut last = "proxy";
+    for &subresource in attrs.subresources {
+        last = subresource;
+        let review = Review {
+            user: user.name.clone(),
+            groups: user.groups.clone(),
+            uid: user.uid.clone(),
+            extra: user.extra.clone(),
+            verb: attrs.verb,
+            subresource,
+        };
+        match authorizer.authorize(&review).await {
+            Ok(Verdict::Allow(by)) => return Decision::Allow { by, subresource },
+            Ok(Verdict::Deny) => {}
+            Err(ReviewError::Busy) => return Decision::Busy { subresource },
+            Err(ReviewError::Failed(e)) => {
+                tracing::warn!(error = %e, "authorizer failed; request refused");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Decision::Failed { subresource: last }
+    } else {
+        Decision::Deny { subresource: last }
+    }
 }
 
 impl StandalonePolicy {
@@ -347,6 +465,10 @@ mod tests {
     use super::*;
 
     const POLICY: &str = "apiVersion: ironlet.dev/v1alpha1\nkind: StandaloneAuthorizationPolicy\nrules:\n- name: monitoring\n  reason: Prometheus scrapes metrics\n  users: [prometheus]\n  verbs: [get]\n  subresources: [metrics, healthz]\n- name: operators\n  reason: node operators read pods and logs\n  groups: [node-admins]\n  verbs: [get, create]\n  subresources: [pods, proxy, log]\n";
+
+    fn decide_now(p: &StandalonePolicy, u: &User, a: &Attributes) -> Decision {
+        futures::executor::block_on(decide(p, u, a))
+    }
 
     fn user(name: &str, groups: &[&str]) -> User {
         User {
@@ -406,12 +528,20 @@ mod tests {
         )
         .unwrap();
         let mon = user("mon", &[]);
-        assert_eq!(
-            get_proxy.decide(&mon, &attributes("GET", "/exec/ns/p/c").unwrap()),
-            Decision::Deny
-        );
         assert!(matches!(
-            get_proxy.decide(&mon, &attributes("GET", "/containerLogs/ns/p/c").unwrap()),
+            decide_now(
+                &get_proxy,
+                &mon,
+                &attributes("GET", "/exec/ns/p/c").unwrap()
+            ),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide_now(
+                &get_proxy,
+                &mon,
+                &attributes("GET", "/containerLogs/ns/p/c").unwrap()
+            ),
             Decision::Allow { .. }
         ));
     }
@@ -422,42 +552,130 @@ mod tests {
         let prom = user("prometheus", &["system:authenticated"]);
         let get_metrics = attributes("GET", "/metrics").unwrap();
         assert!(matches!(
-            p.decide(&prom, &get_metrics),
+            decide_now(&p, &prom, &get_metrics),
             Decision::Allow { .. }
         ));
-        assert_eq!(
-            p.decide(&prom, &attributes("GET", "/pods").unwrap()),
-            Decision::Deny
-        );
-        assert_eq!(
-            p.decide(&prom, &attributes("POST", "/metrics").unwrap()),
-            Decision::Deny
-        );
+        assert!(matches!(
+            decide_now(&p, &prom, &attributes("GET", "/pods").unwrap()),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide_now(&p, &prom, &attributes("POST", "/metrics").unwrap()),
+            Decision::Deny { .. }
+        ));
         let admin = user("alice", &["node-admins"]);
         // /pods: the fine-grained `pods` subresource allows it first.
         assert_eq!(
-            p.decide(&admin, &attributes("GET", "/pods").unwrap()),
+            decide_now(&p, &admin, &attributes("GET", "/pods").unwrap()),
             Decision::Allow {
-                rule: "operators".into(),
+                by: "operators".into(),
                 subresource: "pods"
             }
         );
         // /healthz falls back to proxy, which operators have.
         assert_eq!(
-            p.decide(&admin, &attributes("GET", "/healthz").unwrap()),
+            decide_now(&p, &admin, &attributes("GET", "/healthz").unwrap()),
             Decision::Allow {
-                rule: "operators".into(),
+                by: "operators".into(),
                 subresource: "proxy"
             }
         );
-        assert_eq!(
-            p.decide(&admin, &attributes("DELETE", "/pods").unwrap()),
-            Decision::Deny
+        assert!(matches!(
+            decide_now(&p, &admin, &attributes("DELETE", "/pods").unwrap()),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            decide_now(&p, &user("mallory", &[]), &get_metrics),
+            Decision::Deny { .. }
+        ));
+    }
+
+    /// Answers each subresource from a script and records what it was asked.
+    struct Scripted {
+        answers: Vec<(&'static str, Result<Verdict, ReviewError>)>,
+        asked: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    impl Authorizer for Scripted {
+        fn authorize<'a>(
+            &'a self,
+            review: &'a Review,
+        ) -> BoxFuture<'a, Result<Verdict, ReviewError>> {
+            self.asked.lock().unwrap().push(review.subresource);
+            let answer = self
+                .answers
+                .iter()
+                .find(|(s, _)| *s == review.subresource)
+                .map(|(_, a)| a.clone())
+                .unwrap_or(Ok(Verdict::Deny));
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    fn walk(
+        path: &str,
+        answers: Vec<(&'static str, Result<Verdict, ReviewError>)>,
+    ) -> (Decision, Vec<&'static str>) {
+        let a = Scripted {
+            answers,
+            asked: Default::default(),
+        };
+        let d = futures::executor::block_on(decide(
+            &a,
+            &user("u", &[]),
+            &attributes("GET", path).unwrap(),
+        ));
+        (d, a.asked.into_inner().unwrap())
+    }
+
+    #[test]
+    fn the_decider_walks_subresources_as_the_pipeline_needs() {
+        let failed = || Err(ReviewError::Failed("sar: 500".into()));
+        // A failed fine-grained review falls through to proxy, which may still allow.
+        let (d, asked) = walk(
+            "/pods",
+            vec![
+                ("pods", failed()),
+                ("proxy", Ok(Verdict::Allow("webhook".into()))),
+            ],
         );
         assert_eq!(
-            p.decide(&user("mallory", &[]), &get_metrics),
-            Decision::Deny
+            d,
+            Decision::Allow {
+                by: "webhook".into(),
+                subresource: "proxy"
+            }
         );
+        assert_eq!(asked, ["pods", "proxy"]);
+        // An allow stops the walk.
+        let (d, asked) = walk("/pods", vec![("pods", Ok(Verdict::Allow("r".into())))]);
+        assert_eq!(d.subresource(), "pods");
+        assert_eq!(asked, ["pods"]);
+        // An exhausted budget stops it too, and names the subresource it stopped on.
+        let (d, asked) = walk("/pods", vec![("pods", Err(ReviewError::Busy))]);
+        assert_eq!(
+            d,
+            Decision::Busy {
+                subresource: "pods"
+            }
+        );
+        assert_eq!(asked, ["pods"]);
+        // Nothing allowed and a failure on the way: a failure, not a plain deny.
+        let (d, _) = walk("/healthz", vec![("proxy", failed())]);
+        assert_eq!(
+            d,
+            Decision::Failed {
+                subresource: "proxy"
+            }
+        );
+        let (d, asked) = walk("/healthz", vec![]);
+        assert_eq!(
+            d,
+            Decision::Deny {
+                subresource: "proxy"
+            }
+        );
+        assert_eq!(asked, ["healthz", "proxy"]);
     }
 
     #[test]
@@ -473,7 +691,7 @@ mod tests {
             ("apiVersion: ironlet.dev/v1alpha1\nkind: StandaloneAuthorizationPolicy\nrules: []\n".to_string(), "at least one rule"),
         ];
         for (text, needle) in bad {
-            let e = StandalonePolicy::parse(&text).unwrap_err();
+            let e = StandalonePolicy::parse(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
     }

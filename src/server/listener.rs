@@ -8,7 +8,12 @@
 //!   (the API server's, for logs, exec and metrics): a connection that gets one of these
 //!   and completes its handshake without a certificate is closed, so a flood of
 //!   token-less or anonymous connections cannot lock the API server out;
-//! - the TLS handshake and the request head each must arrive within their timeouts;
+//! - the ClientHello must arrive whole within `hello_timeout` (2 s) and the whole handshake
+//!   must finish within `handshake_timeout` (3 s) of accept, and at most
+//!   `max_handshakes_per_source` handshakes from one IP address may be unfinished at once:
+//!   a peer's certificate is known only when its handshake ends, so every peer is held to
+//!   the deadline of one that has none (SECURITY.md, denial of service);
+//! - the request head must arrive within its timeout;
 //! - request heads larger than `max_header_bytes` are refused by hyper (431);
 //! - a connection with no byte moving either way for `idle_timeout` is closed; streaming
 //!   requests raise that to `streamingConnectionIdleTimeout`;
@@ -29,7 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 use super::api::{self, Api, Conn};
 use super::authn;
@@ -39,6 +44,11 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_per_source: usize,
     pub reserved_for_client_certs: usize,
+    /// Unfinished TLS handshakes one IP address may have at once; more are closed at accept.
+    pub max_handshakes_per_source: usize,
+    /// From accept until the whole ClientHello has arrived.
+    pub hello_timeout: Duration,
+    /// From accept until the handshake is done (the ClientHello's time included).
     pub handshake_timeout: Duration,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
@@ -51,7 +61,9 @@ impl Default for Limits {
             max_connections: 512,
             max_per_source: 64,
             reserved_for_client_certs: 64,
-            handshake_timeout: Duration::from_secs(10),
+            max_handshakes_per_source: 16,
+            hello_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(3),
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(90),
             max_header_bytes: 64 * 1024,
@@ -201,6 +213,8 @@ impl Limits {
             max_connections: 64,
             max_per_source: 64,
             reserved_for_client_certs: 0,
+            max_handshakes_per_source: 0,
+            hello_timeout: Duration::ZERO,
             handshake_timeout: Duration::ZERO,
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10),
@@ -265,10 +279,10 @@ pub async fn serve(
     api: Arc<Api>,
     limits: Limits,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let reserved = Arc::new(Semaphore::new(limits.reserved_for_client_certs));
     let sources = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let handshakes = Arc::new(std::sync::Mutex::new(HashMap::new()));
     // Closes the audit log's noise window even when no request comes.
     let mut noise_tick = tokio::time::interval(super::audit::NOISE_INTERVAL);
     noise_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -293,6 +307,13 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        let Some(handshake) =
+            SourceSlot::take(&handshakes, peer.ip(), limits.max_handshakes_per_source)
+        else {
+            tracing::debug!(%peer, "per-source handshake limit reached; connection closed");
+            drop(tcp);
+            continue;
+        };
         let (permit, needs_cert) = match Arc::clone(&slots).try_acquire_owned() {
             Ok(p) => (p, false),
             Err(_) => match Arc::clone(&reserved).try_acquire_owned() {
@@ -305,20 +326,71 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let tls = Arc::clone(&tls);
         let api = Arc::clone(&api);
         let limits = limits.clone();
         tokio::spawn(async move {
             let _slots = (permit, source);
-            serve_connection(tcp, peer, acceptor, api, limits, needs_cert).await;
+            serve_connection(tcp, peer, tls, handshake, api, limits, needs_cert).await;
         });
+    }
+}
+
+/// The TLS handshake under its two deadlines: the ClientHello within `hello_timeout`, the
+/// rest by `handshake_timeout` after accept. `None` when it failed (recorded as noise) or
+/// ran out of time.
+async fn handshake<IO>(
+    io: IO,
+    peer: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    api: &Api,
+    limits: &Limits,
+) -> Option<tokio_rustls::server::TlsStream<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let failed = |e: std::io::Error| {
+        api.audit.write_noise(super::audit::Event::Handshake {
+            peer: peer.to_string(),
+            error: super::audit::bound(&e.to_string(), super::audit::MAX_FIELD),
+        });
+    };
+    let hello = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+    let start = match tokio::time::timeout(
+        limits.hello_timeout.min(limits.handshake_timeout),
+        hello,
+    )
+    .await
+    {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            failed(e);
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no whole ClientHello within the deadline; connection closed");
+            return None;
+        }
+    };
+    match tokio::time::timeout_at(deadline, start.into_stream(config)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            failed(e);
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
     }
 }
 
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
+    handshake_slot: SourceSlot,
     api: Arc<Api>,
     limits: Limits,
     needs_cert: bool,
@@ -327,20 +399,10 @@ async fn serve_connection(
         u64::try_from(limits.idle_timeout.as_millis()).unwrap_or(u64::MAX),
     ));
     let io = IdleIo::new(tcp, Arc::clone(&idle_ms));
-    let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(io)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
-            api.audit.write_noise(super::audit::Event::Handshake {
-                peer: peer.to_string(),
-                error: super::audit::bound(&e.to_string(), super::audit::MAX_FIELD),
-            });
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%peer, "TLS handshake timed out");
-            return;
-        }
-    };
+    let tls = handshake(io, peer, config, &api, &limits).await;
+    // The handshake is over, either way: the source may start another.
+    drop(handshake_slot);
+    let Some(tls) = tls else { return };
     let peer_user = tls
         .get_ref()
         .1

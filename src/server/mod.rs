@@ -29,6 +29,31 @@ use crate::config::Config;
 /// Concurrent exec/attach/portForward streams and followed logs.
 pub const MAX_STREAMS: usize = 64;
 
+/// Why the secure API could not start: each names the setting or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The TLS policy refuses a setting (tlsMinVersion, tlsCipherSuites, curves).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("tlsCertFile: {0}")]
+    CertFile(crate::tls::TlsError),
+    #[error("tlsPrivateKeyFile: {0}")]
+    KeyFile(crate::tls::TlsError),
+    #[error("tlsCertFile/tlsPrivateKeyFile: {0}")]
+    ServingPair(crate::tls::TlsError),
+    #[error("authentication.x509.clientCAFile: {0}")]
+    ClientCa(crate::tls::TlsError),
+    #[error("--authorization-policy-file: {0}")]
+    Policy(#[from] authz::PolicyError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
+    #[error("address/port {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// The running secure listener.
 pub struct Secure {
     pub local_addr: SocketAddr,
@@ -42,7 +67,7 @@ pub struct Secure {
 pub fn tls_config(
     config: &Config,
     serving: Option<crate::tls::serving::ServingRx>,
-) -> anyhow::Result<Option<(rustls::ServerConfig, crate::tls::serving::FileReloader)>> {
+) -> Result<Option<(rustls::ServerConfig, crate::tls::serving::FileReloader)>, ServerError> {
     use crate::tls::serving;
     let policy = crate::tls::TlsPolicy::from_config(
         config.tls.min_version.as_deref(),
@@ -52,10 +77,10 @@ pub fn tls_config(
     let (rx, files) = match (serving, &config.tls.cert_file, &config.tls.private_key_file) {
         (Some(rx), _, _) => (rx, None),
         (None, Some(cert), Some(key)) => {
-            crate::tls::load_certs(cert).map_err(|e| anyhow::anyhow!("tlsCertFile: {e}"))?;
-            crate::tls::load_key(key).map_err(|e| anyhow::anyhow!("tlsPrivateKeyFile: {e}"))?;
+            crate::tls::load_certs(cert).map_err(ServerError::CertFile)?;
+            crate::tls::load_key(key).map_err(ServerError::KeyFile)?;
             let ck = serving::certified_from_files(&policy, cert, key)
-                .map_err(|e| anyhow::anyhow!("tlsCertFile/tlsPrivateKeyFile: {e}"))?;
+                .map_err(ServerError::ServingPair)?;
             let (tx, rx) = tokio::sync::watch::channel(Some(ck));
             (rx, Some((cert.clone(), key.clone(), tx)))
         }
@@ -64,8 +89,7 @@ pub fn tls_config(
     let client_ca = match &config.authentication.x509_client_ca_file {
         Some(p) => Some((
             p.clone(),
-            serving::client_ca(&policy, p)
-                .map_err(|e| anyhow::anyhow!("authentication.x509.clientCAFile: {e}"))?,
+            serving::client_ca(&policy, p).map_err(ServerError::ClientCa)?,
         )),
         None => None,
     };
@@ -130,7 +154,7 @@ pub async fn start(
     config: &Config,
     handles: api::Handles,
     kube: Option<kube::Client>,
-) -> anyhow::Result<Option<Secure>> {
+) -> Result<Option<Secure>, ServerError> {
     start_with(config, handles, kube, None).await
 }
 
@@ -140,7 +164,7 @@ pub async fn start_with(
     handles: api::Handles,
     kube: Option<kube::Client>,
     serving: Option<crate::tls::serving::ServingRx>,
-) -> anyhow::Result<Option<Secure>> {
+) -> Result<Option<Secure>, ServerError> {
     // One budget for the TokenReviews and SubjectAccessReviews made for 10250's callers.
     let reviews = Arc::new(crate::budget::ReviewBudget::default());
     let authorizer: Arc<dyn authz::Authorizer> = match (&kube, &config.authorization_policy_file) {
@@ -157,18 +181,14 @@ pub async fn start_with(
             match policy {
                 // Both must allow: the policy narrows what the cluster grants.
                 Some(p) => {
-                    let local = authz::StandalonePolicy::load(p)
-                        .map_err(|e| anyhow::anyhow!("--authorization-policy-file: {e}"))?;
+                    let local = authz::StandalonePolicy::load(p)?;
                     tracing::info!(file = %p.display(), "kubelet API: requests must be allowed by --authorization-policy-file and by a SubjectAccessReview");
                     Arc::new(authz::Both { local, remote: sar })
                 }
                 None => sar,
             }
         }
-        (None, Some(p)) => Arc::new(
-            authz::StandalonePolicy::load(p)
-                .map_err(|e| anyhow::anyhow!("--authorization-policy-file: {e}"))?,
-        ),
+        (None, Some(p)) => Arc::new(authz::StandalonePolicy::load(p)?),
         (None, None) => {
             tracing::error!(
                 "kubelet API (port {}) not opened: no authorizer. Without an API server for SubjectAccessReviews, \
@@ -228,10 +248,9 @@ pub async fn start_with(
     let api =
         Arc::new(api::Api::new(options, tokens, authorizer, handles).with_audit(Arc::new(audit)));
     let addr = SocketAddr::new(config.address, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("address/port {addr}: {e}"))?;
-    let local_addr = listener.local_addr()?;
+    let bound = |source| ServerError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bound)?;
+    let local_addr = listener.local_addr().map_err(bound)?;
     tracing::info!(address = %local_addr, "kubelet API listening (TLS, authenticated, authorized)");
     let serve = listener::serve(listener, Arc::new(tls), api, listener::Limits::default());
     // The file reloader lives and dies with the listener.

@@ -7,9 +7,33 @@ use std::time::Duration;
 /// Pairs beyond this are an error, not silently dropped.
 pub const MAX_PAIRS: usize = 256;
 
+/// Why a query string was refused (answered 400; the message is logged, never echoed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("invalid percent escape in {0:?}")]
+    BadEscape(String),
+    #[error("{0:?} is not UTF-8 once decoded")]
+    NotUtf8(String),
+    #[error("more than {MAX_PAIRS} query parameters")]
+    TooManyPairs,
+    #[error("{key}: {value:?} is not a boolean")]
+    NotBoolean { key: String, value: String },
+    /// A parameter the request needs is missing (`command`, `cmd`).
+    #[error("{0}: required")]
+    Required(&'static str),
+    #[error("command: too many arguments")]
+    TooManyArguments,
+    #[error("you must specify at least one of stdin, stdout, stderr")]
+    NoStream,
+    #[error("cmd: empty")]
+    EmptyCommand,
+    #[error("port: {0:?} is not a port number")]
+    NotAPort(String),
+}
+
 /// Percent-decodes one query component (`+` is a space, as in forms). Invalid escapes
 /// and non-UTF-8 results are errors.
-pub fn decode(s: &str) -> Result<String, String> {
+pub fn decode(s: &str) -> Result<String, QueryError> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -21,7 +45,7 @@ pub fn decode(s: &str) -> Result<String, String> {
                     .get(i + 1..i + 3)
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("invalid percent escape in {s:?}"))?;
+                    .ok_or_else(|| QueryError::BadEscape(s.to_owned()))?;
                 out.push(hex);
                 i += 2;
             }
@@ -29,15 +53,15 @@ pub fn decode(s: &str) -> Result<String, String> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+    String::from_utf8(out).map_err(|_| QueryError::NotUtf8(s.to_owned()))
 }
 
 /// Decoded `(key, value)` pairs in order.
-pub fn pairs(query: &str) -> Result<Vec<(String, String)>, String> {
+pub fn pairs(query: &str) -> Result<Vec<(String, String)>, QueryError> {
     let mut out = Vec::new();
     for part in query.split('&').filter(|p| !p.is_empty()) {
         if out.len() == MAX_PAIRS {
-            return Err(format!("more than {MAX_PAIRS} query parameters"));
+            return Err(QueryError::TooManyPairs);
         }
         let (k, v) = part.split_once('=').unwrap_or((part, ""));
         out.push((decode(k)?, decode(v)?));
@@ -46,11 +70,14 @@ pub fn pairs(query: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Go's strconv.ParseBool, which upstream's query decoding uses.
-fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, v: &str) -> Result<bool, QueryError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("{key}: {v:?} is not a boolean")),
+        _ => Err(QueryError::NotBoolean {
+            key: key.to_owned(),
+            value: v.to_owned(),
+        }),
     }
 }
 
@@ -66,7 +93,7 @@ pub struct StreamOptions {
 
 /// Parses `/exec` (`command_required`) or `/attach` options. At least one stream is
 /// required; stderr is dropped with a TTY, as upstream.
-pub fn stream_options(query: &str, command_required: bool) -> Result<StreamOptions, String> {
+pub fn stream_options(query: &str, command_required: bool) -> Result<StreamOptions, QueryError> {
     let mut o = StreamOptions::default();
     for (k, v) in pairs(query)? {
         match k.as_str() {
@@ -79,13 +106,13 @@ pub fn stream_options(query: &str, command_required: bool) -> Result<StreamOptio
         }
     }
     if command_required && o.command.is_empty() {
-        return Err("command: required".into());
+        return Err(QueryError::Required("command"));
     }
     if o.command.len() > 1024 {
-        return Err("command: too many arguments".into());
+        return Err(QueryError::TooManyArguments);
     }
     if !(o.stdin || o.stdout || o.stderr) {
-        return Err("you must specify at least one of stdin, stdout, stderr".into());
+        return Err(QueryError::NoStream);
     }
     if o.tty {
         o.stderr = false;
@@ -94,7 +121,7 @@ pub fn stream_options(query: &str, command_required: bool) -> Result<StreamOptio
 }
 
 /// `/run`: the command from `cmd`, split on spaces as upstream.
-pub fn run_command(query: &str, form_body: &str) -> Result<Vec<String>, String> {
+pub fn run_command(query: &str, form_body: &str) -> Result<Vec<String>, QueryError> {
     let mut cmd = None;
     for src in [query, form_body] {
         for (k, v) in pairs(src)? {
@@ -103,21 +130,21 @@ pub fn run_command(query: &str, form_body: &str) -> Result<Vec<String>, String> 
             }
         }
     }
-    let cmd = cmd.ok_or("cmd: required")?;
+    let cmd = cmd.ok_or(QueryError::Required("cmd"))?;
     let argv: Vec<String> = cmd
         .split(' ')
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
     if argv.is_empty() {
-        return Err("cmd: empty".into());
+        return Err(QueryError::EmptyCommand);
     }
     Ok(argv)
 }
 
 /// `/portForward`: the `port` values (each 1..=65535); none means the client names ports
 /// in the stream headers, as upstream.
-pub fn forward_ports(query: &str) -> Result<Vec<i32>, String> {
+pub fn forward_ports(query: &str) -> Result<Vec<i32>, QueryError> {
     let mut ports = Vec::new();
     for (k, v) in pairs(query)? {
         if k == "port" {
@@ -125,7 +152,7 @@ pub fn forward_ports(query: &str) -> Result<Vec<i32>, String> {
                 .parse()
                 .ok()
                 .filter(|p| *p > 0)
-                .ok_or_else(|| format!("port: {v:?} is not a port number"))?;
+                .ok_or(QueryError::NotAPort(v))?;
             ports.push(i32::from(p));
         }
     }
@@ -162,8 +189,8 @@ fn int(key: &str, v: &str) -> Result<i64, LogQueryError> {
 pub fn log_options(query: &str) -> Result<LogOptions, LogQueryError> {
     let mut o = LogOptions::default();
     let mut since_time = None;
-    for (k, v) in pairs(query).map_err(LogQueryError::BadRequest)? {
-        let bad = LogQueryError::BadRequest;
+    let bad = |e: QueryError| LogQueryError::BadRequest(e.to_string());
+    for (k, v) in pairs(query).map_err(bad)? {
         match k.as_str() {
             "follow" => o.follow = parse_bool(&k, &v).map_err(bad)?,
             "previous" => o.previous = parse_bool(&k, &v).map_err(bad)?,

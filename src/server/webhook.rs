@@ -24,6 +24,26 @@ use super::authn::{TokenAuthenticator, User};
 use super::authz::{Authorizer, Review, ReviewError, Verdict};
 use crate::budget::ReviewBudget;
 
+/// Why a TokenReview or SubjectAccessReview gave no answer (never read as a denial of
+/// the credential: the request is refused as a failure).
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The API server could not be asked (`review` names TokenReview or SubjectAccessReview).
+    #[error("{review}: {source}")]
+    Request {
+        review: &'static str,
+        source: kube::Error,
+    },
+    #[error("{0}: no status in the answer")]
+    NoStatus(&'static str),
+}
+
+impl From<WebhookError> for ReviewError {
+    fn from(e: WebhookError) -> ReviewError {
+        ReviewError::Failed(e.to_string())
+    }
+}
+
 /// Upper bound on the entries of each cache.
 pub const CACHE_ENTRIES: usize = 4096;
 
@@ -109,7 +129,7 @@ impl WebhookAuthenticator {
         self
     }
 
-    async fn review(&self, token: &str) -> Result<Option<User>, String> {
+    async fn review(&self, token: &str) -> Result<Option<User>, WebhookError> {
         let api: Api<TokenReview> = Api::all(self.client.clone());
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -121,9 +141,12 @@ impl WebhookAuthenticator {
         let answer = api
             .create(&PostParams::default(), &review)
             .await
-            .map_err(|e| format!("TokenReview: {e}"))?;
+            .map_err(|source| WebhookError::Request {
+                review: "TokenReview",
+                source,
+            })?;
         let Some(status) = answer.status else {
-            return Err("TokenReview: no status in the answer".into());
+            return Err(WebhookError::NoStatus("TokenReview"));
         };
         if status.authenticated != Some(true) {
             return Ok(None);
@@ -153,7 +176,7 @@ impl TokenAuthenticator for WebhookAuthenticator {
             }
             // Held until the review ends, or until the caller hangs up (future dropped).
             let _permit = self.budget.try_acquire().map_err(|_| ReviewError::Busy)?;
-            let answer = self.review(token).await.map_err(ReviewError::Failed)?;
+            let answer = self.review(token).await?;
             self.cache.insert(key, answer.clone(), self.ttl);
             Ok(answer)
         })
@@ -218,7 +241,7 @@ impl WebhookAuthorizer {
         }
     }
 
-    async fn ask(&self, review: &Review) -> Result<Verdict, String> {
+    async fn ask(&self, review: &Review) -> Result<Verdict, WebhookError> {
         let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
         let answer = api
             .create(
@@ -226,10 +249,13 @@ impl WebhookAuthorizer {
                 &Self::request(&self.node_name, review),
             )
             .await
-            .map_err(|e| format!("SubjectAccessReview: {e}"))?;
+            .map_err(|source| WebhookError::Request {
+                review: "SubjectAccessReview",
+                source,
+            })?;
         let status = answer
             .status
-            .ok_or("SubjectAccessReview: no status in the answer")?;
+            .ok_or(WebhookError::NoStatus("SubjectAccessReview"))?;
         Ok(if status.allowed && status.denied != Some(true) {
             Verdict::Allow("webhook".into())
         } else {
@@ -245,7 +271,7 @@ impl Authorizer for WebhookAuthorizer {
                 return Ok(hit);
             }
             let _permit = self.budget.try_acquire().map_err(|_| ReviewError::Busy)?;
-            let verdict = self.ask(review).await.map_err(ReviewError::Failed)?;
+            let verdict = self.ask(review).await?;
             let ttl = match verdict {
                 Verdict::Allow(_) => self.allow_ttl,
                 Verdict::Deny => self.deny_ttl,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod profile;
 pub mod rotation;
 pub mod serving;
+pub mod signatures;
 pub mod store;
 pub mod validate;
 

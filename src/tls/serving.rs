@@ -15,14 +15,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::DistinguishedName;
-use rustls::client::danger::HandshakeSignatureValid;
+use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{DigitallySignedStruct, ServerConfig, SignatureScheme};
 use tokio::sync::watch;
 
+use super::signatures::HandshakeSignatures;
 use super::{TlsError, TlsPolicy};
 
 /// How often static files are checked for changes.
@@ -53,14 +53,18 @@ pub struct ClientCaVerifier {
     /// borrows them from the verifier, so each bundle's names are leaked once when it is
     /// loaded: a few hundred bytes per clientCAFile change.
     hints: RwLock<&'static [DistinguishedName]>,
+    /// The handshake signatures are checked with the policy's algorithms, the same ones
+    /// every bundle's WebPKI verifier is built with.
+    signatures: HandshakeSignatures,
 }
 
 impl ClientCaVerifier {
-    fn new(v: Arc<dyn ClientCertVerifier>) -> ClientCaVerifier {
+    fn new(policy: &TlsPolicy, v: Arc<dyn ClientCertVerifier>) -> ClientCaVerifier {
         let hints = Box::leak(v.root_hint_subjects().to_vec().into_boxed_slice());
         ClientCaVerifier {
             inner: RwLock::new(v),
             hints: RwLock::new(hints),
+            signatures: HandshakeSignatures::of(&policy.provider()),
         }
     }
 
@@ -112,25 +116,7 @@ impl ClientCertVerifier for ClientCaVerifier {
         self.current()
             .verify_client_cert(end_entity, intermediates, now)
     }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.current().verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current().supported_verify_schemes()
-    }
+    super::signatures::delegate_handshake_signatures!(signatures);
 }
 
 /// A server configuration that reads the serving certificate from `serving` on every
@@ -255,7 +241,10 @@ impl FileReloader {
 /// The client CA verifier for `path`, loaded now.
 pub fn client_ca(policy: &TlsPolicy, path: &Path) -> Result<Arc<ClientCaVerifier>, TlsError> {
     let cas = super::load_certs(path)?;
-    Ok(Arc::new(ClientCaVerifier::new(ca_verifier(policy, &cas)?)))
+    Ok(Arc::new(ClientCaVerifier::new(
+        policy,
+        ca_verifier(policy, &cas)?,
+    )))
 }
 
 #[cfg(test)]
