@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::DesiredPod;
 use super::observed::{ContainerState, ObservedContainer, ObservedPod, SandboxState};
-use crate::cri::{ContainerId, SandboxId};
+use crate::cri::ids::{ContainerId, SandboxId};
 
 /// Upstream's CrashLoopBackOff and image pull back-off: 10 s doubling to 300 s.
 pub const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
